@@ -1,0 +1,74 @@
+"""Execute the study notebooks in order with papermill (``make notebooks``).
+
+``python -m invrob.runbook --profile cpu`` runs every ``notebooks/NN_*.ipynb``
+at the given profile into ``book/experiments/`` (what the book renders);
+``--dest tests/notebooks --profile smoke`` re-records the copies that nbval
+checks. Notebooks run with the repository root as working directory, in
+order, because later studies reuse the models that earlier ones trained.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import InvrobError, check_choice
+
+PROFILES = ("smoke", "cpu", "paper")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def study_notebooks(folder: Path = REPO / "notebooks") -> list[Path]:
+    """The notebooks of the studies, in the order they must run."""
+    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_notebook(source: Path, dest: Path, profile: str, **parameters) -> float:
+    """Run one notebook with papermill; the executed copy appears atomically. Returns seconds.
+
+    A failing notebook is kept as ``<dest stem>.failed.ipynb`` (its outputs are
+    the evidence) and reported as one :class:`InvrobError` line.
+    """
+    import papermill
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(source), str(tmp), parameters={"profile": profile, **parameters},
+            cwd=str(REPO), kernel_name="python3", progress_bar=False, language="python")
+    except papermill.PapermillExecutionError as error:
+        failed = dest.with_name(f"{dest.stem}.failed.ipynb")
+        tmp.replace(failed)
+        raise InvrobError(f"{source.name} failed in cell {error.exec_count}: {error.ename}: "
+                          f"{error.evalue} (executed copy: {failed})") from None
+    tmp.replace(dest)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
+    parser.add_argument("--dest", default=str(REPO / "book" / "experiments"),
+                        help="folder for the executed notebooks")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook stems to run")
+    args = parser.parse_args(argv)
+    try:
+        check_choice(args.profile, PROFILES, "profile")
+        notebooks = [nb for nb in study_notebooks() if not args.only or nb.stem in args.only]
+        if not notebooks:
+            raise InvrobError(f"no notebooks matched {args.only}")
+        for notebook in notebooks:
+            print(f"[{args.profile}] {notebook.name} ...", flush=True)
+            seconds = run_notebook(notebook, Path(args.dest) / notebook.name, args.profile)
+            print(f"[{args.profile}] {notebook.name} done in {seconds:.0f} s", flush=True)
+    except InvrobError as error:
+        print(f"invrob: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
