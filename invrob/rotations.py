@@ -1,0 +1,242 @@
+"""Batched image rotations and the accuracy of a model on rotated inputs.
+
+Conventions: angles are in **degrees**, positive = counter-clockwise as seen
+in an image displayed with its origin at the top left (the convention of
+``torchvision.transforms.functional.rotate`` and of ``torch.rot90(x, 1, (2, 3))``).
+θ is the half-width of a range ``[-θ, θ]`` and must lie in [0, 180].
+
+Rotation of a sample by φ about the image centre is an inverse warp: output
+pixel ``p`` takes the (bilinearly interpolated) input value at ``R(-φ) p``;
+points that fall outside the input read zero (black background, as MNIST).
+One ``affine_grid`` + ``grid_sample`` call rotates a whole batch, each sample
+by its own angle. Angles that are exact multiples of 90° are done with
+``torch.rot90`` instead: these are permutations of pixels, so a
+C4-equivariant network sees *exactly* the rotated image, not an interpolated
+copy of it, and equivariance tests hold to float precision.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InvrobError, check_positive_int, check_theta
+from .metrics import eval_mode, model_device
+
+__all__ = ["rotate", "random_angles", "random_rotate", "rotated_accuracy", "worst_of_k_accuracy"]
+
+
+def _angles_tensor(angles, batch: int, device: torch.device) -> torch.Tensor:
+    """``angles`` (a number, or one per sample) as a float64 tensor of shape (batch,)."""
+    if isinstance(angles, torch.Tensor):
+        a = angles.detach().to(device=device, dtype=torch.float64)
+    else:
+        try:
+            a = torch.as_tensor(np.asarray(angles, dtype=np.float64), device=device)
+        except (TypeError, ValueError):
+            raise InvrobError(f"angles must be a number of degrees or one per sample, got {angles!r}") from None
+    if a.ndim == 0:
+        a = a.expand(batch)
+    if a.shape != (batch,):
+        raise InvrobError(f"angles must be a number or have shape ({batch},) (one per sample), "
+                          f"got shape {tuple(a.shape)}")
+    if not bool(torch.isfinite(a).all()):
+        raise InvrobError("angles must be finite numbers of degrees")
+    return a
+
+
+def _grid_rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Bilinear rotation of every sample of ``x`` by its angle (degrees, float64)."""
+    _, _, h, w = x.shape
+    rad = angles * (math.pi / 180.0)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    # affine_grid maps output to input coordinates in the normalised frame
+    # [-1, 1]^2 with x to the right and y *down*. In that frame a counter-
+    # clockwise turn on screen by φ reads its input at [[c, -s], [s, c]] p.
+    # The factors h/w and w/h undo the normalisation's anisotropy, so
+    # non-square images are rotated rigidly (they are 1 for square images).
+    theta = torch.zeros(len(x), 2, 3, dtype=torch.float64, device=x.device)
+    theta[:, 0, 0] = cos
+    theta[:, 0, 1] = -sin * (h / w)
+    theta[:, 1, 0] = sin * (w / h)
+    theta[:, 1, 1] = cos
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def rotate(x: torch.Tensor, angles) -> torch.Tensor:
+    """Rotate images ``x`` (B, C, H, W) counter-clockwise by ``angles`` degrees.
+
+    ``angles`` is one number for the whole batch, or a tensor / array of shape
+    (B,) with one angle per sample. Bilinear interpolation, zero padding,
+    rotation about the image centre, one ``grid_sample`` call for the batch.
+    Samples whose angle is an exact multiple of 90° (including 0°) are rotated
+    with ``torch.rot90`` and are therefore exact pixel permutations (square
+    images only; a non-square image rotated by 90° would change shape, so
+    there every angle goes through ``grid_sample``).
+
+    Returns a tensor of the same shape, dtype and device as ``x``; differentiable
+    in ``x``.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise InvrobError(f"rotate expects images of shape (B, C, H, W), got "
+                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    a = _angles_tensor(angles, len(x), x.device)
+    if len(x) == 0:
+        return x.clone()
+    if x.shape[2] != x.shape[3]:
+        return _grid_rotate(x, a)
+    quarter = torch.remainder(a, 90.0) == 0
+    if not bool(quarter.any()):
+        return _grid_rotate(x, a)
+    out = torch.empty_like(x)
+    turns = torch.remainder(torch.round(a / 90.0), 4).long()
+    for k in range(4):
+        idx = torch.nonzero(quarter & (turns == k)).flatten()
+        if len(idx):
+            out[idx] = torch.rot90(x[idx], k, dims=(2, 3))
+    rest = torch.nonzero(~quarter).flatten()
+    if len(rest):
+        out[rest] = _grid_rotate(x[rest], a[rest])
+    return out
+
+
+def random_angles(n: int, theta: float, generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """``n`` angles drawn uniformly from ``[-theta, theta]`` degrees (float32).
+
+    Drawn on the generator's device (a torch generator is tied to one) and then
+    moved to ``device`` (default: the generator's device, else the CPU), so a
+    seeded CPU generator gives the same angles whatever device they end on.
+    """
+    theta = check_theta(theta)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise InvrobError(f"n must be an integer >= 0, got {n!r}")
+    draw_on = generator.device if generator is not None else (device or "cpu")
+    u = torch.rand(int(n), generator=generator, device=draw_on)
+    angles = (2.0 * u - 1.0) * theta
+    return angles.to(device) if device is not None else angles
+
+
+def random_rotate(x: torch.Tensor, theta: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Rotate each sample of ``x`` by its own angle drawn uniformly from ``[-theta, theta]``.
+
+    The augmentation of rotation-augmented training: everything stays on
+    ``x``'s device (no PIL round trip). ``theta = 0`` returns ``x`` unchanged.
+    """
+    theta = check_theta(theta)
+    if theta == 0.0:
+        return x
+    return rotate(x, random_angles(len(x), theta, generator, device=x.device))
+
+
+# ------------------------------------------------------------ accuracy under rotation
+
+def _theta_grid(thetas) -> list[float]:
+    """A number or an iterable of numbers, each checked to lie in [0, 180]."""
+    if isinstance(thetas, torch.Tensor):
+        thetas = thetas.detach().cpu().reshape(-1).tolist()
+    elif isinstance(thetas, np.ndarray):
+        thetas = thetas.reshape(-1).tolist()
+    elif isinstance(thetas, (int, float, np.number)):
+        thetas = [thetas]
+    try:
+        thetas = list(thetas)
+    except TypeError:
+        raise InvrobError(f"thetas must be a number or a list of numbers in [0, 180], got {thetas!r}") from None
+    return [check_theta(t) for t in thetas]
+
+
+def _check_data(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+    check_positive_int(batch_size, "batch_size")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise InvrobError("x must be a tensor of images of shape (N, C, H, W)")
+    if len(x) != len(y):
+        raise InvrobError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if len(x) == 0:
+        raise InvrobError("x is empty: need at least one image to measure accuracy")
+
+
+@torch.no_grad()
+def _correct_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scales: torch.Tensor,
+                  u: torch.Tensor, batch_size: int, progress: bool = False,
+                  desc: str = "rotations") -> torch.Tensor:
+    """Boolean (T, N): is image n classified correctly when rotated by ``scales[t] * u[n]``?
+
+    The (angle, image) pairs are processed in chunks of at most ``batch_size``
+    rotated images: images come in blocks of ``batch_size // T``, each block is
+    stacked over the T angles and rotated by one ``grid_sample`` call, and the
+    stack goes through the model in one forward pass. So ``batch_size`` bounds
+    the memory of a forward pass whatever the size of the angle grid.
+    """
+    device = model_device(model)
+    t_count, n = len(scales), len(x)
+    scales = scales.to(device=device, dtype=torch.float64)
+    u = u.to(device=device, dtype=torch.float64)
+    block = max(1, batch_size // t_count)
+    correct = torch.zeros(t_count, n, dtype=torch.bool, device=device)
+    starts = range(0, n, block)
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc=desc, unit="block")
+    with eval_mode(model):
+        for start in starts:
+            xb = x[start:start + block].to(device)
+            yb = y[start:start + block].to(device)
+            b = len(xb)
+            angles = (scales[:, None] * u[None, start:start + b]).reshape(-1)  # θ-major, (T*b,)
+            for c in range(0, t_count * b, batch_size):
+                flat = torch.arange(c, min(c + batch_size, t_count * b), device=device)
+                img, t = flat % b, flat // b
+                pred = model(rotate(xb[img], angles[flat])).argmax(1)
+                correct[t, start + img] = pred == yb[img]
+    return correct
+
+
+def rotated_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thetas: Iterable[float],
+                     batch_size: int = 1000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """Accuracy on ``x`` rotated at random by up to ±θ, for every θ in ``thetas``.
+
+    Image n is rotated by ``u_n · θ`` with ``u_n ~ U[-1, 1]`` drawn *once* per
+    image from ``seed`` (common random numbers): the same draws serve every θ,
+    so the curve over θ is smooth, and reproducible for a given seed. θ = 0
+    is the clean accuracy exactly (0° goes through the exact rotation path).
+
+    ``batch_size`` is the number of rotated images per forward pass (see
+    :func:`_correct_grid`). Returns a tidy frame with columns
+    ``theta, accuracy, n`` (one row per θ, in the order given).
+    """
+    grid = _theta_grid(thetas)
+    if not grid:
+        raise InvrobError("thetas is empty: give at least one angle range in [0, 180]")
+    _check_data(x, y, batch_size)
+    generator = torch.Generator().manual_seed(int(seed))
+    u = 2.0 * torch.rand(len(x), generator=generator, dtype=torch.float64) - 1.0
+    correct = _correct_grid(model, x, y, torch.tensor(grid, dtype=torch.float64), u,
+                            batch_size, progress, desc="rotated accuracy")
+    acc = correct.double().mean(1).cpu().numpy()
+    return pd.DataFrame({"theta": grid, "accuracy": acc, "n": len(x)})
+
+
+def worst_of_k_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, theta: float,
+                        k: int = 10, batch_size: int = 1000) -> float:
+    """Accuracy under the grid attack of Engstrom et al. (2019).
+
+    An image counts as correct only if it is classified correctly at *all* k
+    angles evenly spaced in ``[-theta, theta]`` (``numpy.linspace``; k = 1 is
+    the single angle 0, i.e. the clean accuracy). A lower bound on accuracy at
+    any fixed angle of the grid.
+    """
+    theta = check_theta(theta)
+    check_positive_int(k, "k")
+    _check_data(x, y, batch_size)
+    angles = np.linspace(-theta, theta, k) if k > 1 else np.zeros(1)
+    correct = _correct_grid(model, x, y, torch.tensor(angles, dtype=torch.float64),
+                            torch.ones(len(x), dtype=torch.float64), batch_size,
+                            desc="worst-of-k")
+    return correct.all(0).double().mean().item()

@@ -1,0 +1,289 @@
+"""invrob.rotations: exact quarter turns, sign convention, round trips, batched accuracy."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchvision.transforms.functional import InterpolationMode, rotate as tv_rotate
+
+from invrob.data import load_mnist
+from invrob.errors import InvrobError
+from invrob.metrics import accuracy
+from invrob.rotations import (random_angles, random_rotate, rotate, rotated_accuracy,
+                              worst_of_k_accuracy)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    x, y = load_mnist(train=False)
+    return x[:600], y[:600]
+
+
+@pytest.fixture(scope="module")
+def template_model(mnist):
+    """Nearest-class-mean classifier on raw pixels: fixed, fast and not rotation invariant."""
+    x, y = load_mnist(train=False)
+    x, y = x[-2000:].flatten(1), y[-2000:]  # disjoint from the 600 images evaluated
+    means = torch.stack([x[y == c].mean(0) for c in range(10)])
+    linear = nn.Linear(784, 10)
+    with torch.no_grad():
+        linear.weight.copy_(means)
+        linear.bias.copy_(-0.5 * (means ** 2).sum(1))  # argmax = nearest mean in l2
+    return nn.Sequential(nn.Flatten(), linear)
+
+
+def disc_mask(h=28, w=28, radius=10.0):
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    return ((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) <= radius ** 2
+
+
+def centroid(img):
+    """(row, col) centre of mass of a (H, W) image."""
+    h, w = img.shape
+    rows = torch.arange(h, dtype=img.dtype)[:, None]
+    cols = torch.arange(w, dtype=img.dtype)[None, :]
+    mass = img.sum()
+    return (img * rows).sum() / mass, (img * cols).sum() / mass
+
+
+def blob(h, w, row, col, sigma=1.5):
+    rows = torch.arange(h, dtype=torch.float32)[:, None]
+    cols = torch.arange(w, dtype=torch.float32)[None, :]
+    return torch.exp(-((rows - row) ** 2 + (cols - col) ** 2) / (2 * sigma ** 2))
+
+
+# ------------------------------------------------------------------ rotate
+
+@pytest.mark.parametrize("angle,k", [(90.0, 1), (180.0, 2), (270.0, 3), (-90.0, 3), (-180.0, 2),
+                                     (360.0, 0), (0.0, 0), (450.0, 1)])
+def test_quarter_turns_are_exact_rot90(angle, k):
+    x = torch.rand(4, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(rotate(x, angle), torch.rot90(x, k, dims=(2, 3)))
+
+
+def test_per_sample_angles_mix_exact_and_interpolated(mnist):
+    x = mnist[0][:4]
+    out = rotate(x, torch.tensor([0.0, 90.0, 37.0, -180.0]))
+    assert torch.equal(out[0], x[0])
+    assert torch.equal(out[1], torch.rot90(x[1], 1, dims=(1, 2)))
+    assert torch.equal(out[3], torch.rot90(x[3], 2, dims=(1, 2)))
+    alone = rotate(x[2:3], 37.0)[0]
+    assert torch.allclose(out[2], alone, atol=1e-6)
+    assert (out[2] - x[2]).abs().mean() > 0.05  # 37° really moved the digit
+
+
+def test_sign_convention_is_counter_clockwise_on_screen():
+    # A blob right of the centre goes up (smaller row) under a counter-clockwise turn.
+    img = blob(28, 28, 13.5, 21.5)[None, None]
+    r45, c45 = centroid(rotate(img, 45.0)[0, 0])
+    assert r45 < 13.5 - 4 and c45 > 13.5 + 4
+    r90, c90 = centroid(rotate(img, 90.0)[0, 0])
+    assert abs(r90 - 5.5) < 0.05 and abs(c90 - 13.5) < 0.05
+    rm, cm = centroid(rotate(img, -60.0)[0, 0])
+    assert rm > 13.5 + 5 and cm > 13.5 + 2  # clockwise: goes down
+
+
+def test_non_square_images_rotate_rigidly():
+    # 90° on a 30x50 image goes through grid_sample; an offset of 6 px to the
+    # right must become 6 px up (not 3.6 or 10: the aspect correction).
+    h, w = 30, 50
+    img = blob(h, w, (h - 1) / 2, (w - 1) / 2 + 6)[None, None]
+    out = rotate(img, 90.0)
+    assert out.shape == img.shape
+    r, c = centroid(out[0, 0])
+    assert abs(r - ((h - 1) / 2 - 6)) < 0.05 and abs(c - (w - 1) / 2) < 0.05
+
+
+@pytest.mark.parametrize("angle", [30.0, -45.0, 12.5, 135.0])
+def test_agrees_with_torchvision_rotate(mnist, angle):
+    x = mnist[0][:64]
+    ours = rotate(x, angle)
+    ref = tv_rotate(x, angle, interpolation=InterpolationMode.BILINEAR)
+    inner = (ours - ref)[..., 4:24, 4:24]
+    assert inner.abs().mean() < 1e-3
+    # ...and the opposite sign is far from it: the tolerance can tell them apart.
+    wrong = (rotate(x, -angle) - ref)[..., 4:24, 4:24]
+    assert wrong.abs().mean() > 0.05
+
+
+def test_round_trip_is_close_to_identity_in_the_central_disc(mnist):
+    x = mnist[0][:200]
+    disc = disc_mask()
+    for angle in (15.0, 30.0, 60.0):
+        back = rotate(rotate(x, angle), -angle)
+        err = (back - x)[..., disc].abs().mean()
+        # Two bilinear resamplings blur a little; a wrong inverse is ~5x worse.
+        assert err < 0.08
+        wrong = (rotate(rotate(x, angle), angle) - x)[..., disc].abs().mean()
+        assert wrong > 3 * err
+
+
+def test_rotate_keeps_shape_dtype_and_gradient():
+    x = torch.rand(3, 2, 16, 16, dtype=torch.float64, requires_grad=True)
+    out = rotate(x, torch.tensor([10.0, 90.0, -33.0]))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert rotate(torch.empty(0, 1, 28, 28), 30.0).shape == (0, 1, 28, 28)
+
+
+def test_rotate_rejects_bad_input():
+    x = torch.rand(3, 1, 28, 28)
+    with pytest.raises(InvrobError):
+        rotate(x, torch.zeros(2))
+    with pytest.raises(InvrobError):
+        rotate(x, float("nan"))
+    with pytest.raises(InvrobError):
+        rotate(x[0], 10.0)
+    with pytest.raises(InvrobError):
+        rotate(x, "ten")
+
+
+# ------------------------------------------------------------------ random angles / augmentation
+
+def test_random_angles_range_and_reproducibility():
+    a = random_angles(10000, 30.0, torch.Generator().manual_seed(0))
+    assert a.shape == (10000,)
+    assert a.min() >= -30.0 and a.max() <= 30.0
+    assert a.min() < -29.0 and a.max() > 29.0  # fills the range
+    assert abs(a.mean().item()) < 1.0 and abs(a.std().item() - 30 / 3 ** 0.5) < 0.5  # uniform
+    b = random_angles(10000, 30.0, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    c = random_angles(10000, 30.0, torch.Generator().manual_seed(1))
+    assert not torch.equal(a, c)
+    assert torch.equal(random_angles(5, 0.0), torch.zeros(5))
+    assert random_angles(0, 10.0).shape == (0,)
+
+
+def test_random_rotate_per_sample_and_seeded(mnist):
+    x = mnist[0][:1].repeat(2, 1, 1, 1)  # the same digit twice
+    out = random_rotate(x, 45.0, torch.Generator().manual_seed(3))
+    assert (out[0] - out[1]).abs().mean() > 0.01  # different angles per sample
+    again = random_rotate(x, 45.0, torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)
+    angles = random_angles(2, 45.0, torch.Generator().manual_seed(3))
+    assert torch.allclose(out, rotate(x, angles), atol=1e-6)
+    assert random_rotate(x, 0.0) is x
+
+
+@pytest.mark.parametrize("bad", [200.0, -1.0, float("nan"), "wide"])
+def test_bad_theta_raises(mnist, template_model, bad):
+    x, y = mnist[0][:10], mnist[1][:10]
+    with pytest.raises(InvrobError):
+        random_angles(4, bad)
+    with pytest.raises(InvrobError):
+        random_rotate(x, bad)
+    with pytest.raises(InvrobError):
+        rotated_accuracy(template_model, x, y, [0.0, bad])
+    with pytest.raises(InvrobError):
+        worst_of_k_accuracy(template_model, x, y, bad)
+
+
+def test_bad_counts_raise(mnist, template_model):
+    x, y = mnist[0][:10], mnist[1][:10]
+    for k in (0, -3, 2.5, True):
+        with pytest.raises(InvrobError):
+            worst_of_k_accuracy(template_model, x, y, 30.0, k=k)
+    with pytest.raises(InvrobError):
+        rotated_accuracy(template_model, x, y, [0.0], batch_size=0)
+    with pytest.raises(InvrobError):
+        rotated_accuracy(template_model, x, y[:5], [0.0])
+    with pytest.raises(InvrobError):
+        rotated_accuracy(template_model, x, y, [])
+
+
+# ------------------------------------------------------------------ rotated accuracy
+
+class DiscMeanClassifier(nn.Module):
+    """Predicts the class whose level is nearest the mean intensity in the central disc.
+
+    Bilinear rotation maps a constant disc onto itself exactly, so on images
+    that are constant there the prediction is rotation invariant.
+    """
+
+    def __init__(self, levels):
+        super().__init__()
+        self.register_buffer("levels", torch.as_tensor(levels, dtype=torch.float32))
+        self.register_buffer("mask", disc_mask(radius=9.0).float())
+
+    def forward(self, x):
+        value = (x[:, 0] * self.mask).sum((1, 2)) / self.mask.sum()
+        return -(value[:, None] - self.levels[None, :]) ** 2
+
+
+def test_invariant_model_has_constant_accuracy():
+    g = torch.Generator().manual_seed(0)
+    levels = torch.linspace(0.1, 0.9, 5)
+    cls = torch.randint(0, 5, (300,), generator=g)
+    x = levels[cls][:, None, None, None] * torch.ones(300, 1, 28, 28)
+    # labels agree with the image's class 60% of the time, so accuracy is
+    # neither 0 nor 1 and a mix-up of images and labels would change it
+    y = torch.where(torch.rand(300, generator=g) < 0.6, cls, (cls + 1) % 5)
+    model = DiscMeanClassifier(levels)
+    frame = rotated_accuracy(model, x, y, [0, 10, 45, 90, 133, 180], batch_size=128)
+    expected = (cls == y).double().mean().item()
+    assert list(frame.columns) == ["theta", "accuracy", "n"]
+    assert 0.5 < expected < 0.7
+    assert np.allclose(frame["accuracy"], expected, atol=0, rtol=0)
+    assert (frame["n"] == 300).all()
+    assert worst_of_k_accuracy(model, x, y, 180.0, k=7) == pytest.approx(expected, abs=0)
+
+
+def test_theta_zero_is_clean_accuracy_and_accuracy_drops(mnist, template_model):
+    x, y = mnist
+    frame = rotated_accuracy(template_model, x, y, [0.0, 30.0, 90.0, 180.0])
+    clean = accuracy(template_model, x, y)
+    assert frame["theta"].tolist() == [0.0, 30.0, 90.0, 180.0]
+    assert frame["accuracy"].iloc[0] == pytest.approx(clean, abs=1e-6)
+    assert clean > 0.6
+    assert frame["accuracy"].iloc[2] < clean - 0.2  # template matching is not invariant
+    assert frame["accuracy"].is_monotonic_decreasing
+
+
+def test_batched_equals_naive_per_theta_loop(mnist, template_model):
+    x, y = mnist[0][:300], mnist[1][:300]
+    thetas = [0.0, 15.0, 45.0, 90.0, 180.0]
+    seed = 7
+    frame = rotated_accuracy(template_model, x, y, thetas, seed=seed)
+    # The documented draws: u ~ U[-1, 1] once per image from a CPU generator seeded with `seed`.
+    u = 2.0 * torch.rand(len(x), generator=torch.Generator().manual_seed(seed), dtype=torch.float64) - 1.0
+    with torch.no_grad():
+        naive = [(template_model(rotate(x, theta * u)).argmax(1) == y).sum().item() for theta in thetas]
+    batched = (frame["accuracy"] * len(x)).round().astype(int).tolist()
+    assert np.abs(np.array(batched) - np.array(naive)).max() <= 1  # float ties at most
+    # chunking: a tiny batch (blocks of 1 image, θ grid split over forwards) gives the same table
+    small = rotated_accuracy(template_model, x[:40], y[:40], thetas, batch_size=3, seed=seed)
+    big = rotated_accuracy(template_model, x[:40], y[:40], thetas, batch_size=1000, seed=seed)
+    assert np.array_equal(small["accuracy"], big["accuracy"])
+
+
+def test_rotated_accuracy_seeded_and_restores_mode(mnist, template_model):
+    x, y = mnist[0][:200], mnist[1][:200]
+    template_model.train()
+    a = rotated_accuracy(template_model, x, y, [60.0], seed=1, progress=True)
+    assert template_model.training
+    template_model.eval()
+    b = rotated_accuracy(template_model, x, y, 60.0, seed=1)
+    c = rotated_accuracy(template_model, x, y, np.array([60.0]), seed=2)
+    assert a.equals(b)
+    assert c["accuracy"].iloc[0] != a["accuracy"].iloc[0]
+
+
+# ------------------------------------------------------------------ worst of k
+
+def test_worst_of_k_bounds(mnist, template_model):
+    x, y = mnist
+    clean = accuracy(template_model, x, y)
+    assert worst_of_k_accuracy(template_model, x, y, 30.0, k=1) == pytest.approx(clean, abs=1e-6)
+    assert worst_of_k_accuracy(template_model, x, y, 0.0, k=5) == pytest.approx(clean, abs=1e-6)
+    frame = rotated_accuracy(template_model, x, y, [30.0])
+    worst = worst_of_k_accuracy(template_model, x, y, 30.0, k=10)
+    assert worst <= clean and worst <= frame["accuracy"].iloc[0]
+    assert worst < clean - 0.05  # the grid attack finds something
+    # independent check: all-correct over the k angles, done naively
+    angles = np.linspace(-30.0, 30.0, 10)
+    with torch.no_grad():
+        ok = torch.stack([template_model(rotate(x, a)).argmax(1) == y for a in angles]).all(0)
+    assert abs(worst - ok.float().mean().item()) <= 1.0 / len(x)
+    # a finer grid that contains the k=10 grid (k=19) can only find more failures
+    assert worst_of_k_accuracy(template_model, x, y, 30.0, k=19) <= worst + 1.0 / len(x)
