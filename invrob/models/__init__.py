@@ -1,0 +1,99 @@
+"""Model registry: every model takes images in [0, 1] and returns 10 logits.
+
+======== ================ ==========================================================
+name     datasets         what
+======== ================ ==========================================================
+stdcnn   mnist, cifar10   plain CNN, same layout as the GCNNs (:mod:`.layout`)
+gcnn_p4  mnist, cifar10   e2cnn GCNN, C4 (90° rotations), invariant logits
+gcnn_p8  mnist, cifar10   e2cnn GCNN, C8 (45° rotations; exact for 90°)
+gcnn_d4  mnist, cifar10   e2cnn GCNN, D4 = p4m (90° rotations and flips)
+lenet    mnist            the authors' MNIST net
+madry    mnist            Madry et al.'s MNIST net
+resnet18 cifar10          CIFAR ResNet-18
+======== ================ ==========================================================
+
+``stdcnn`` and ``gcnn_*`` take ``width`` (StdCNN channels of the first block;
+a GCNN of the same ``width`` has about as many parameters), ``resnet18`` takes
+``width`` (64 = the standard net). Each built model carries ``name``,
+``dataset`` and ``build_kwargs``, so ``build_model(m.name, m.dataset,
+**m.build_kwargs)`` rebuilds it (e.g. to load a checkpoint). The first child of
+every model is its :class:`Normalize` layer.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from torch import nn
+
+from ..errors import InvrobError, check_choice, check_positive_int
+from .gcnn import GCNN
+from .layout import DEFAULT_WIDTH, LAYOUTS
+from .mnist import LeNet, MadryNet
+from .normalize import DATASET_STATS, Normalize, dataset_stats
+from .resnet import ResNet18
+from .stdcnn import StdCNN
+
+__all__ = ["build_model", "model_names", "count_parameters", "Normalize", "DATASETS",
+           "StdCNN", "GCNN", "LeNet", "MadryNet", "ResNet18"]
+
+DATASETS = tuple(DATASET_STATS)
+
+
+def _stdcnn(dataset: str, width: int | None = None) -> nn.Module:
+    return StdCNN(LAYOUTS[dataset], width or DEFAULT_WIDTH[dataset], *dataset_stats(dataset))
+
+
+def _gcnn(group: str) -> Callable[..., nn.Module]:
+    def build(dataset: str, width: int | None = None) -> nn.Module:
+        return GCNN(group, LAYOUTS[dataset], width or DEFAULT_WIDTH[dataset], *dataset_stats(dataset))
+    return build
+
+
+def _resnet18(dataset: str, width: int = 64) -> nn.Module:
+    return ResNet18(width)
+
+
+# name -> (datasets it is defined for, builder(dataset, **options))
+_REGISTRY: dict[str, tuple[tuple[str, ...], Callable[..., nn.Module]]] = {
+    "stdcnn": (DATASETS, _stdcnn),
+    "gcnn_p4": (DATASETS, _gcnn("p4")),
+    "gcnn_p8": (DATASETS, _gcnn("p8")),
+    "gcnn_d4": (DATASETS, _gcnn("d4")),
+    "lenet": (("mnist",), lambda dataset: LeNet()),
+    "madry": (("mnist",), lambda dataset: MadryNet()),
+    "resnet18": (("cifar10",), _resnet18),
+}
+
+
+def model_names(dataset: str | None = None) -> list[str]:
+    """Registered model names (only those defined for ``dataset`` if given)."""
+    if dataset is None:
+        return list(_REGISTRY)
+    check_choice(dataset, DATASETS, "dataset")
+    return [name for name, (datasets, _) in _REGISTRY.items() if dataset in datasets]
+
+
+def build_model(name: str, dataset: str = "mnist", **kwargs) -> nn.Module:
+    """Build a freshly initialised model (seed torch first for a reproducible init)."""
+    check_choice(name, _REGISTRY, "model")
+    check_choice(dataset, DATASETS, "dataset")
+    datasets, builder = _REGISTRY[name]
+    if dataset not in datasets:
+        raise InvrobError(f"model {name!r} is not defined for dataset {dataset!r}; "
+                          f"it supports: {', '.join(datasets)}")
+    options = [p for p in inspect.signature(builder).parameters if p != "dataset"]
+    for key, value in kwargs.items():
+        if key not in options:
+            raise InvrobError(f"model {name!r} takes no option {key!r}; "
+                              f"valid: {', '.join(options) if options else 'none'}")
+        if key == "width" and value is not None:
+            check_positive_int(value, "width")
+    model = builder(dataset, **kwargs)
+    model.name, model.dataset, model.build_kwargs = name, dataset, dict(kwargs)
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of scalar parameters (for e2cnn layers: the basis coefficients, the true degrees of freedom)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

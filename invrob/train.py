@@ -1,0 +1,584 @@
+"""One training loop for natural, rotation-augmented and adversarial training.
+
+Every step minimises the cross-entropy of a mini-batch that may first be
+transformed:
+
+- **rotation augmentation** (θ > 0): each image is rotated by its own angle
+  drawn uniformly from ``[-θ, θ]`` degrees — the "augmented" models of the
+  paper, trained to be (approximately) rotation invariant;
+- **adversarial training** (ε > 0, Madry et al. 2018): the batch is replaced by
+  ℓ∞ PGD adversarial examples, i.e. the step minimises
+  ``E max_{‖δ‖∞ ≤ ε} L(f(x + δ), y)`` with the inner max approximated by
+  ``attack_steps`` sign-gradient steps of size ``α = 2.5 ε / steps`` from a
+  random start, keeping the last iterate (:func:`invrob.attacks.pgd_training_examples`).
+  ε may be ramped up linearly over the first ``eps_warmup_epochs`` epochs
+  (per batch), which helps small networks get off the ground.
+
+Both may be combined (rotate first, then attack).
+
+Reproducibility. Everything random in the loop — the shuffling, the rotation
+angles, the PGD random starts — is drawn from one dedicated CPU
+``torch.Generator`` seeded from ``config.seed`` (numbers are drawn on the CPU
+and moved to the device, so the stream does not depend on the device).
+Weight initialisation and dropout use torch's global RNG, seeded from the same
+seed. Each epoch ends with an atomic checkpoint ``{checkpoint_dir}/{slug}/last.pt``
+holding the weights, the optimiser, every RNG state and the history, so an
+interrupted run resumes where it stopped and — on the CPU — ends with weights
+bit-for-bit equal to those of an uninterrupted run. A finished run is stored as
+``final.pt`` (weights, config, history) and is loaded, not retrained, by the
+next ``train`` call with the same config: later notebooks reuse the models that
+earlier ones trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InvrobError, check_choice, check_eps, check_positive_int, check_theta
+from .attacks import pgd_training_examples
+from .metrics import accuracy
+from .utils import atomic_torch_save, default_device
+
+__all__ = ["TrainConfig", "train", "train_or_load", "load_checkpoint", "checkpoint_path",
+           "lr_at", "CHECKPOINT_VERSION"]
+
+CHECKPOINT_FORMAT = "invrob-checkpoint"
+CHECKPOINT_VERSION = 1
+DATASETS = ("mnist", "cifar10")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "step")
+# Shape of one image per dataset: checked before training, not deep in a conv layer.
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+# Fields that say *where* a run executes, not *what* it computes: a run trained
+# on a GPU may be loaded or resumed on the CPU.
+RUNTIME_FIELDS = ("device",)
+# Fields that only matter for adversarial training (eps > 0).
+ATTACK_FIELDS = ("attack_steps", "attack_alpha", "eps_warmup_epochs")
+_KEYS = ("format", "version", "config", "epoch", "done", "model_state", "history")
+_RESUME_KEYS = ("optimizer_state", "scheduler_state", "step", "generator_state",
+                "torch_rng_state", "numpy_rng_state", "python_rng_state")
+
+
+# ------------------------------------------------------------------------ config
+
+def _is_plain(value: Any) -> bool:
+    """JSON-like values only: they survive ``torch.load(weights_only=True)``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvrobError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a trained model (and its checkpoint file name).
+
+    ``lr=None`` picks a default for the optimiser and dataset (SGD: 0.01 on
+    MNIST, 0.1 on CIFAR-10; Adam: 1e-3). ``theta`` is the augmentation range in
+    degrees, ``eps`` the ℓ∞ radius of PGD adversarial training (0: natural
+    training). ``max_batches_per_epoch`` truncates epochs (smoke runs). ``tag``
+    is appended to the slug to keep apart runs that differ only in fields the
+    slug does not show. ``device`` ("auto", "cpu", "cuda", ...) is where to run;
+    it is not part of the run's identity.
+    """
+
+    model: str
+    dataset: str = "mnist"
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"
+    theta: float = 0.0
+    eps: float = 0.0
+    attack_steps: int = 10
+    attack_alpha: float | None = None
+    eps_warmup_epochs: int = 0
+    seed: int = 0
+    max_batches_per_epoch: int | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    tag: str = ""
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.lr is None:
+            self.lr = 1e-3 if self.optimizer == "adam" else (0.1 if self.dataset == "cifar10" else 0.01)
+        self.validate()
+
+    def validate(self) -> "TrainConfig":
+        """Check every field; raise one :class:`InvrobError` line on the first bad one.
+
+        Numbers are normalised (θ, ε, lr to float) so that equal configs compare equal.
+        """
+        from .models import model_names
+
+        if not isinstance(self.model, str):
+            raise InvrobError(f"model must be a model name, got {self.model!r}")
+        check_choice(self.model, model_names(), "model")
+        check_choice(self.dataset, DATASETS, "dataset")
+        if self.model not in model_names(self.dataset):
+            raise InvrobError(f"model {self.model!r} is not defined for dataset {self.dataset!r}; "
+                              f"use one of {', '.join(model_names(self.dataset))}")
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        self.lr = _positive_float(self.lr, "lr")
+        momentum = _positive_float(self.momentum, "momentum", allow_zero=True)
+        if momentum >= 1:
+            raise InvrobError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        self.momentum = momentum
+        self.weight_decay = _positive_float(self.weight_decay, "weight_decay", allow_zero=True)
+        check_choice(self.lr_schedule, SCHEDULES, "lr_schedule")
+        self.theta = check_theta(self.theta)
+        self.eps = check_eps(self.eps)
+        if self.eps > 1:
+            raise InvrobError(f"eps is in [0, 1] pixel units (images are in [0, 1]), got {self.eps!r}")
+        check_positive_int(self.attack_steps, "attack_steps")
+        if self.attack_alpha is not None:
+            self.attack_alpha = _positive_float(self.attack_alpha, "attack_alpha")
+        if (isinstance(self.eps_warmup_epochs, bool) or not isinstance(self.eps_warmup_epochs, int)
+                or not 0 <= self.eps_warmup_epochs <= self.epochs):
+            raise InvrobError(f"eps_warmup_epochs must be an integer in [0, epochs={self.epochs}], "
+                              f"got {self.eps_warmup_epochs!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InvrobError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.max_batches_per_epoch is not None:
+            check_positive_int(self.max_batches_per_epoch, "max_batches_per_epoch")
+        if not isinstance(self.model_kwargs, dict) or not _is_plain(self.model_kwargs):
+            raise InvrobError("model_kwargs must be a dict of plain values (numbers, strings, "
+                              f"lists), got {self.model_kwargs!r}")
+        if not isinstance(self.tag, str) or not re.fullmatch(r"[A-Za-z0-9._-]*", self.tag):
+            raise InvrobError(f"tag may only hold letters, digits, '.', '_' and '-', got {self.tag!r}")
+        try:
+            if self.device != "auto":
+                torch.device(self.device)
+        except (TypeError, RuntimeError):
+            raise InvrobError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
+        return self
+
+    # -- identity ---------------------------------------------------------------
+    def slug(self) -> str:
+        """File-name id, e.g. ``lenet-mnist-theta30-eps0.1-seed0`` (plus ``-tag``)."""
+        base = f"{self.model}-{self.dataset}-theta{self.theta:g}-eps{self.eps:g}-seed{self.seed}"
+        return f"{base}-{self.tag}" if self.tag else base
+
+    @property
+    def id(self) -> str:
+        return self.slug()
+
+    def to_dict(self) -> dict:
+        """Plain dict of every field (what the checkpoint stores)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown or missing fields raise :class:`InvrobError`."""
+        if not isinstance(values, dict):
+            raise InvrobError(f"a TrainConfig needs a dict, got {type(values).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise InvrobError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+        if "model" not in values:
+            raise InvrobError("a TrainConfig needs a model name")
+        return cls(**values)
+
+    def identity(self) -> dict:
+        """The fields that determine the trained weights: :meth:`to_dict` without the
+        runtime fields, and without the attack settings when ``eps == 0`` (they are
+        unused then, so a natural model trained by one notebook is reused by another
+        that spells its attack settings differently)."""
+        values = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        if self.eps == 0:
+            for k in ATTACK_FIELDS:
+                values.pop(k)
+        return values
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """``"field: mine vs other"`` for each field of :meth:`identity` that differs."""
+        mine, theirs = self.identity(), other.identity()
+        return [f"{k}: {mine.get(k)!r} vs {theirs.get(k)!r}" for k in {**mine, **theirs}
+                if mine.get(k, None) != theirs.get(k, None)]
+
+    # -- derived hyper-parameters -------------------------------------------------
+    def alpha_for(self, eps: float) -> float:
+        """PGD step size for radius ``eps``: ``2.5 ε / steps``, or ``attack_alpha``
+        scaled by ``eps / self.eps`` while ε is being warmed up."""
+        if self.attack_alpha is None:
+            return 2.5 * eps / self.attack_steps
+        return self.attack_alpha * eps / self.eps
+
+
+def lr_at(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch``: a pure function, so resuming needs no state.
+
+    constant: ``lr``; cosine: ``lr · (1 + cos(π e / E)) / 2``; step: ``lr`` times
+    0.1 from 50 % and again from 75 % of the epochs.
+    """
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+    if config.lr_schedule == "step":
+        milestones = [max(1, round(f * config.epochs)) for f in (0.5, 0.75)]
+        return config.lr * 0.1 ** sum(epoch >= m for m in milestones)
+    return config.lr
+
+
+def _eps_at(config: TrainConfig, step: int, batches_per_epoch: int) -> float:
+    """ε for global (0-based) batch ``step``: linear ramp over the warm-up epochs."""
+    ramp = config.eps_warmup_epochs * batches_per_epoch
+    return config.eps if ramp == 0 else config.eps * min(1.0, (step + 1) / ramp)
+
+
+def checkpoint_path(config: TrainConfig, checkpoint_dir: str | Path) -> Path:
+    """The run's folder ``{checkpoint_dir}/{slug}`` (holds ``last.pt`` / ``final.pt``)."""
+    return Path(checkpoint_dir) / config.slug()
+
+
+# ------------------------------------------------------------------------- RNG state
+
+def _data_generator(seed: int) -> torch.Generator:
+    # A stream apart from the global RNG's (which is seeded with ``seed`` itself
+    # and draws the initial weights), so shuffling is not correlated with init.
+    derived = int(np.random.SeedSequence([seed, 1]).generate_state(1, dtype=np.uint64)[0]) >> 1
+    return torch.Generator().manual_seed(derived)
+
+
+def _rng_states(generator: torch.Generator, device: torch.device) -> dict:
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    return {
+        "generator_state": generator.get_state(),
+        "torch_rng_state": torch.get_rng_state(),
+        "cuda_rng_state": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        # Plain types / tensors only, so ``weights_only=True`` can read them back.
+        "numpy_rng_state": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                            "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "python_rng_state": random.getstate(),
+    }
+
+
+def _set_rng_states(checkpoint: dict, generator: torch.Generator, device: torch.device) -> None:
+    generator.set_state(checkpoint["generator_state"])
+    torch.set_rng_state(checkpoint["torch_rng_state"])
+    if device.type == "cuda" and checkpoint.get("cuda_rng_state") is not None:
+        torch.cuda.set_rng_state(checkpoint["cuda_rng_state"], device)
+    state = checkpoint["numpy_rng_state"]
+    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32),
+                         state["pos"], state["has_gauss"], state["gauss"]))
+    version, internal, gauss = checkpoint["python_rng_state"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ------------------------------------------------------------------------ checkpoints
+
+def _corrupt(path: Path, why: str) -> InvrobError:
+    return InvrobError(f"checkpoint {path} is corrupt or not an invrob checkpoint ({why}); "
+                       "delete it to retrain")
+
+
+def _read_checkpoint(path: Path, resume: bool = False) -> dict:
+    """``torch.load`` a checkpoint safely; anything unexpected is one InvrobError."""
+    if not path.is_file():
+        raise InvrobError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zip/unpickling/EOF errors: all mean "bad file"
+        message = (str(error).strip().splitlines() or [""])[0][:160]
+        raise _corrupt(path, f"{type(error).__name__}: {message}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise _corrupt(path, "no invrob checkpoint header")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise _corrupt(path, f"format version {checkpoint.get('version')!r}, this invrob reads "
+                             f"version {CHECKPOINT_VERSION}")
+    missing = [k for k in (*_KEYS, *(_RESUME_KEYS if resume else ())) if k not in checkpoint]
+    if missing:
+        raise _corrupt(path, f"missing {', '.join(missing)}")
+    try:
+        checkpoint["config"] = TrainConfig.from_dict(checkpoint["config"])
+    except (InvrobError, TypeError) as error:
+        raise _corrupt(path, f"bad config: {error}") from None
+    return checkpoint
+
+
+def _build_model(config: TrainConfig, device: torch.device) -> nn.Module:
+    from .models import build_model
+    return build_model(config.model, config.dataset, **config.model_kwargs).to(device)
+
+
+def _load_weights(model: nn.Module, checkpoint: dict, path: Path) -> None:
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except Exception as error:
+        message = (str(error).strip().splitlines() or [""])[0][:160]
+        raise _corrupt(path, f"weights do not fit {checkpoint['config'].model}: {message}") from None
+
+
+def _resolve_device(config: TrainConfig, device) -> torch.device:
+    choice = device if device is not None else config.device
+    if choice == "auto":
+        return default_device()
+    try:
+        resolved = torch.device(choice)
+    except (TypeError, RuntimeError):
+        raise InvrobError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {choice!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvrobError(f"device {choice!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
+    return resolved
+
+
+def load_checkpoint(path: str | Path, device=None) -> tuple[nn.Module, TrainConfig, pd.DataFrame]:
+    """Load a trained model: ``(model in eval mode, config, history)``.
+
+    ``path`` is a ``final.pt`` / ``last.pt`` file or a run folder (then its
+    ``final.pt``, else its ``last.pt``). ``device`` defaults to CUDA when present.
+    A missing, truncated or foreign file raises one :class:`InvrobError`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "final.pt" if (path / "final.pt").exists() else path / "last.pt"
+    checkpoint = _read_checkpoint(path)
+    config = checkpoint["config"]
+    model = _build_model(config, _resolve_device(config, device if device is not None else "auto"))
+    _load_weights(model, checkpoint, path)
+    return model.eval(), config, pd.DataFrame(checkpoint["history"])
+
+
+def _check_same_config(found: TrainConfig, wanted: TrainConfig, path: Path) -> None:
+    differences = found.differences(wanted)
+    if differences:
+        raise InvrobError(f"checkpoint {path} was trained with a different config "
+                          f"({'; '.join(differences)}: checkpoint vs requested); delete it, "
+                          "use another checkpoint_dir, or set a tag")
+
+
+# --------------------------------------------------------------------------- training
+
+def _check_data(config: TrainConfig, x, y, name: str = "x") -> None:
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise InvrobError(f"{name} and its labels must be torch tensors (use invrob.data loaders)")
+    shape = IMAGE_SHAPES[config.dataset]
+    if x.ndim != 4 or tuple(x.shape[1:]) != shape or not x.is_floating_point():
+        raise InvrobError(f"{name} must be float images of shape (N, {', '.join(map(str, shape))}) "
+                          f"for {config.dataset}, got {x.dtype} {tuple(x.shape)}")
+    if y.ndim != 1 or len(y) != len(x) or y.dtype != torch.int64:
+        raise InvrobError(f"labels for {name} must be int64 of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}")
+    if len(x) == 0:
+        raise InvrobError(f"{name} holds no images")
+    if float(x.min()) < 0.0 or float(x.max()) > 1.0:
+        raise InvrobError(f"{name} must hold images in [0, 1] (models normalise inside), "
+                          f"got values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def _batches_per_epoch(config: TrainConfig, n: int) -> int:
+    full, rest = divmod(n, config.batch_size)
+    # A last batch of one image would break BatchNorm in train mode: drop it.
+    count = full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
+    return min(count, config.max_batches_per_epoch or count)
+
+
+def _fits_on_gpu(x: torch.Tensor, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return x.element_size() * x.numel() < 0.25 * free
+
+
+def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir: str | Path | None = None,
+          device=None, progress: bool = True, x_val: torch.Tensor | None = None,
+          y_val: torch.Tensor | None = None,
+          callbacks: Iterable[Callable[[int, nn.Module, dict], None]] = ()) -> tuple[nn.Module, pd.DataFrame]:
+    """Train ``config.model`` on ``(x, y)``; return ``(model in eval mode, history)``.
+
+    ``x``: float images in [0, 1], ``(N, C, H, W)``; ``y``: int64 labels. With a
+    ``checkpoint_dir`` the run lives in ``{checkpoint_dir}/{config.slug()}``:
+    a finished run (``final.pt``) is loaded and returned without training; an
+    interrupted one (``last.pt``) is resumed; a checkpoint written for another
+    config raises :class:`InvrobError`. ``device`` overrides ``config.device``.
+    ``history`` has one row per epoch: epoch, loss, train_acc (both on the
+    batches as trained, i.e. rotated / adversarial), val_acc (clean accuracy on
+    ``x_val`` when given), lr, seconds.
+
+    ``callbacks`` are called as ``callback(epoch, model, row)`` after each
+    epoch's checkpoint is written (epoch is 1-based); an exception raised by a
+    callback stops training there, and a later call resumes after that epoch.
+    """
+    if not isinstance(config, TrainConfig):
+        raise InvrobError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.validate()
+    device = _resolve_device(config, device)
+    _check_data(config, x, y)
+    if (x_val is None) != (y_val is None):
+        raise InvrobError("give both x_val and y_val, or neither")
+    if x_val is not None:
+        _check_data(config, x_val, y_val, "x_val")
+
+    run = checkpoint_path(config, checkpoint_dir) if checkpoint_dir is not None else None
+    if run is not None and (run / "final.pt").exists():
+        model, found, history = load_checkpoint(run / "final.pt", device=device)
+        _check_same_config(found, config, run / "final.pt")
+        if progress:
+            print(f"invrob: {config.slug()} already trained; loaded {run / 'final.pt'}")
+        return model, history
+
+    # Fresh start: seed everything, build the model (the init draws from the
+    # global RNG). On resume the states saved at the end of the last epoch then
+    # overwrite all of this, so the remaining epochs see exactly the same numbers.
+    random.seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    torch.manual_seed(config.seed)
+    generator = _data_generator(config.seed)
+    model = _build_model(config, device)
+    optimizer = _make_optimizer(config, model)
+    history: list[dict] = []
+    start_epoch, step = 0, 0
+    if run is not None and (run / "last.pt").exists():
+        checkpoint = _read_checkpoint(run / "last.pt", resume=True)
+        _check_same_config(checkpoint["config"], config, run / "last.pt")
+        _load_weights(model, checkpoint, run / "last.pt")
+        try:
+            optimizer.load_state_dict(checkpoint["optimizer_state"])
+            _set_rng_states(checkpoint, generator, device)
+        except Exception as error:
+            raise _corrupt(run / "last.pt", f"bad optimizer or RNG state: {type(error).__name__}") from None
+        start_epoch, step, history = int(checkpoint["epoch"]), int(checkpoint["step"]), list(checkpoint["history"])
+        if progress:
+            print(f"invrob: resuming {config.slug()} after epoch {start_epoch}/{config.epochs}")
+
+    if config.theta > 0:
+        from .rotations import random_rotate
+    n = len(x)
+    data_device = device if _fits_on_gpu(x, device) else x.device
+    x_data, y_data = x.to(data_device), y.to(data_device)
+    n_batches = _batches_per_epoch(config, n)
+    callbacks = list(callbacks)
+
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        lr = lr_at(config, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        order = torch.randperm(n, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        seen = 0
+        model.train()
+        bar = _progress(range(n_batches), progress, f"{config.slug()} {epoch + 1}/{config.epochs}")
+        for b in bar:
+            index = order[b * config.batch_size:(b + 1) * config.batch_size].to(data_device)
+            xb = x_data[index].to(device, non_blocking=True)
+            yb = y_data[index].to(device, non_blocking=True)
+            if config.theta > 0:
+                xb = random_rotate(xb, config.theta, generator=generator)
+            if config.eps > 0:
+                eps = _eps_at(config, step, n_batches)
+                xb = pgd_training_examples(model, xb, yb, eps, config.alpha_for(eps),
+                                           config.attack_steps, generator=generator)
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            seen += len(yb)
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            if progress and (b % 20 == 0 or b == n_batches - 1):
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
+        row = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+        if x_val is not None:
+            row["val_acc"] = accuracy(model, x_val, y_val)
+        row["lr"] = lr
+        row["seconds"] = time.perf_counter() - started
+        history.append(row)
+        if progress:
+            final = {"loss": f"{row['loss']:.4f}", "acc": f"{row['train_acc']:.4f}"}
+            if "val_acc" in row:
+                final["val_acc"] = f"{row['val_acc']:.4f}"
+            bar.set_postfix(final)
+            bar.close()
+        if run is not None:
+            atomic_torch_save({
+                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                "config": config.to_dict(), "epoch": epoch + 1, "done": False, "step": step,
+                "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+                # The schedule is a pure function of the epoch (see lr_at); this records it.
+                "scheduler_state": {"schedule": config.lr_schedule, "next_epoch": epoch + 1,
+                                    "lr": lr_at(config, min(epoch + 1, config.epochs - 1))},
+                "history": history, **_rng_states(generator, device),
+            }, run / "last.pt")
+        for callback in callbacks:
+            callback(epoch + 1, model, row)
+
+    if run is not None:
+        atomic_torch_save({
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "config": config.to_dict(), "epoch": config.epochs, "done": True,
+            "model_state": model.state_dict(), "history": history,
+        }, run / "final.pt")
+        # The resume state (optimizer, RNG) is no longer needed; it doubles the disk use.
+        (run / "last.pt").unlink(missing_ok=True)
+    return model.eval(), pd.DataFrame(history)
+
+
+def train_or_load(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir: str | Path,
+                  **kwargs) -> tuple[nn.Module, pd.DataFrame]:
+    """:func:`train` with a checkpoint folder: load if finished, resume if interrupted, else train."""
+    if checkpoint_dir is None:
+        raise InvrobError("train_or_load needs a checkpoint_dir")
+    return train(config, x, y, checkpoint_dir=checkpoint_dir, **kwargs)
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    """A tqdm bar per epoch (plain tqdm: text that papermill records cleanly)."""
+    if not enabled:
+        return _NoBar(iterable)
+    from tqdm import tqdm
+    return tqdm(iterable, desc=desc, leave=True, mininterval=1.0, dynamic_ncols=True)
+
+
+class _NoBar:
+    def __init__(self, iterable):
+        self._iterable = iterable
+
+    def __iter__(self):
+        return iter(self._iterable)
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
