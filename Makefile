@@ -34,13 +34,13 @@ test: data
 	$(BIN)/python -m pytest
 
 test-fast: data  ## unit tests only (no notebooks, no book)
-	$(BIN)/python -m pytest -m "not slow" -p no:nbval
+	$(BIN)/python -m pytest -m "not slow" --ignore=tests/notebooks
 
 bench: data  ## speed/memory table -> benchmarks/results.md
 	$(BIN)/python -m benchmarks
 
 nbval-update: data  ## re-record the smoke-profile notebooks that nbval checks
-	$(BIN)/python -m invrob.runbook --profile smoke --dest tests/notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m invrob.runbook --profile smoke --fresh --dest tests/notebooks
 
 clean:
 	rm -rf _build results/smoke checkpoints/smoke

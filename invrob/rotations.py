@@ -182,7 +182,7 @@ def _correct_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scales: to
     correct = torch.zeros(t_count, n, dtype=torch.bool, device=device)
     starts = range(0, n, block)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # text bars: render in executed notebooks and the book alike
         starts = tqdm(starts, desc=desc, unit="block")
     with eval_mode(model):
         for start in starts:

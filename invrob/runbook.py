@@ -9,6 +9,7 @@ order, because later studies reuse the models that earlier ones trained.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ def run_notebook(source: Path, dest: Path, profile: str, **parameters) -> float:
     import papermill
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp = dest.with_name(f".{dest.stem}.tmp.ipynb")
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -54,12 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", default=str(REPO / "book" / "experiments"),
                         help="folder for the executed notebooks")
     parser.add_argument("--only", nargs="*", default=None, help="notebook stems to run")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete results/<profile> and checkpoints/<profile> first (retrain everything)")
     args = parser.parse_args(argv)
     try:
         check_choice(args.profile, PROFILES, "profile")
         notebooks = [nb for nb in study_notebooks() if not args.only or nb.stem in args.only]
         if not notebooks:
             raise InvrobError(f"no notebooks matched {args.only}")
+        if args.fresh:
+            for folder in ("results", "checkpoints"):
+                shutil.rmtree(REPO / folder / args.profile, ignore_errors=True)
         for notebook in notebooks:
             print(f"[{args.profile}] {notebook.name} ...", flush=True)
             seconds = run_notebook(notebook, Path(args.dest) / notebook.name, args.profile)

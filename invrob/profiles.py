@@ -1,0 +1,93 @@
+"""The scale of each study at each profile: ``smoke``, ``cpu`` (default), ``paper``.
+
+A notebook's ``parameters`` cell names a profile and may override any setting
+(``thetas``, ``seeds``, ...); :func:`settings` merges the two. Keeping every
+budget here, in one table, means the book states its protocol from the same
+numbers the code runs with.
+
+- ``smoke``: tiny subsets, seconds per notebook; what the tests and nbval run.
+- ``cpu``: MNIST at reduced scale; the whole book in about an hour on 2 cores.
+- ``paper``: the paper's scale (full MNIST and CIFAR-10, 3 seeds) for one GPU.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from .errors import InvrobError, check_choice, check_eps, check_theta
+
+PROFILES = ("smoke", "cpu", "paper")
+ALL_THETAS = [0, 30, 60, 90, 120, 150, 180]
+PHIS = list(range(0, 181, 15))  # test-time rotation ranges φ for the invariance profiles
+
+STUDIES: dict[str, dict[str, dict]] = {
+    # Notebooks 01 and 02: rotation-augmented StdCNN / GCNN, then PGD and boundary distance.
+    "invariance": {
+        "smoke": dict(models=["stdcnn", "gcnn_p4"], thetas=[0, 180], seeds=[0],
+                      train_size=2048, epochs=1, batch_size=128, optimizer="adam", lr=3e-3,
+                      test_size=256,
+                      phis=[0, 90, 180], eps_grid=[0.0, 0.05, 0.1, 0.3],
+                      pgd_steps=5, attack_size=64, restarts=1,
+                      distance_size=32, distance_steps=5, bisection_steps=4,
+                      check_size=32, check_steps=10, check_restarts=2, cifar=False),
+        "cpu": dict(models=["stdcnn", "gcnn_p4"], thetas=[0, 60, 120, 180], seeds=[0, 1],
+                    train_size=10000, epochs=3, batch_size=128, optimizer="sgd", lr=0.05,
+                    test_size=2000, phis=PHIS, eps_grid=[0.0, 0.02, 0.05, 0.1, 0.2, 0.3],
+                    pgd_steps=20, attack_size=300, restarts=1,
+                    distance_size=100, distance_steps=20, bisection_steps=8,
+                    check_size=100, check_steps=50, check_restarts=3, cifar=False),
+        "paper": dict(models=["stdcnn", "gcnn_p4"], thetas=ALL_THETAS, seeds=[0, 1, 2],
+                      train_size=None, epochs=30, batch_size=128, optimizer="sgd", lr=0.05,
+                      test_size=None,
+                      phis=PHIS, eps_grid=[0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
+                      pgd_steps=40, attack_size=2000, restarts=1,
+                      distance_size=1000, distance_steps=40, bisection_steps=10,
+                      check_size=1000, check_steps=200, check_restarts=10, cifar=True,
+                      cifar_epochs=120, cifar_lr=0.1,
+                      cifar_eps_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]),
+    },
+    # Notebooks 03 and 04: PGD-adversarially trained LeNet / ResNet-18, then rotations and PCA.
+    "adversarial": {
+        "smoke": dict(models=["lenet"], eps_train=[0.0, 0.3], seeds=[0],
+                      train_size=2048, epochs=1, batch_size=128, optimizer="adam", lr=3e-3,
+                      test_size=256,
+                      attack_steps=3, eps_warmup_epochs=0, phis=[0, 90, 180], worst_k=5,
+                      pgd_steps=5, attack_size=64, pca_size=64, pca_k=[1, 5, 10], eps_attack=0.1,
+                      small_angles=[-5, -3, -1, 1, 3, 5], cifar=False),
+        "cpu": dict(models=["lenet"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1],
+                    train_size=12000, epochs=4, batch_size=128, optimizer="sgd", lr=0.01,
+                    test_size=2000, attack_steps=5, eps_warmup_epochs=1, phis=PHIS, worst_k=13,
+                    pgd_steps=20, attack_size=300, pca_size=1000, pca_k=[1, 5, 10, 20, 50],
+                    eps_attack=0.1, small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=False),
+        "paper": dict(models=["lenet"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1, 2],
+                      train_size=None, epochs=30, batch_size=128, optimizer="sgd", lr=0.01,
+                      test_size=None,
+                      attack_steps=40, eps_warmup_epochs=0, phis=PHIS, worst_k=31,
+                      pgd_steps=40, attack_size=2000, pca_size=5000, pca_k=[1, 5, 10, 20, 50], eps_attack=0.1,
+                      small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=True,
+                      cifar_epochs=120, cifar_lr=0.1,
+                      cifar_eps_train=[0.0, 2 / 255, 4 / 255, 8 / 255]),
+    },
+}
+
+
+def settings(study: str, profile: str, **overrides) -> SimpleNamespace:
+    """The settings of ``study`` at ``profile``; non-``None`` overrides win.
+
+    Unknown studies, profiles or setting names, θ outside [0, 180] and ε < 0
+    are refused with one :class:`InvrobError` line.
+    """
+    check_choice(study, STUDIES, "study")
+    check_choice(profile, PROFILES, "profile")
+    values = dict(STUDIES[study][profile])
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in values:
+            raise InvrobError(f"unknown setting {name!r} for the {study} study; "
+                              f"valid: {', '.join(values)}")
+        values[name] = value
+    for theta in [*values.get("thetas", []), *values.get("phis", [])]:
+        check_theta(theta)
+    for eps in [*values.get("eps_grid", []), *values.get("eps_train", [])]:
+        check_eps(eps)
+    return SimpleNamespace(profile=profile, **values)
