@@ -293,3 +293,29 @@ def test_killed_sweep_resumes_with_only_the_missing_points(tmp_path):
     acc = merged(sweep.dir, "accuracy")
     assert sorted(acc.point_id.unique()) == sorted(p.id for p in sweep.points)
     assert not list(sweep.dir.rglob("*.partial*"))
+
+
+@pytest.mark.slow
+def test_real_study_notebook_sweeps_and_merges(tmp_path):
+    """The shipped notebook 01 at the smoke profile, two seeds on two local workers."""
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: study
+        notebook: {REPO / "notebooks" / "01_invariance_vs_robustness.ipynb"}
+        parameters:
+          profile: smoke
+          models: [stdcnn]
+          thetas: [0, 180]
+          checkpoint_dir: {tmp_path / "checkpoints"}
+        grid:
+          seeds: [[0], [1]]
+        """))
+    result = run_sweep(path, workers=2, runs_dir=tmp_path / "runs", progress=False)
+    assert result.ok and len(result.done) == 2
+    for table in ("invariance", "robustness", "masking_check"):
+        frame = merged(result.sweep.dir, table)
+        assert set(frame["seed"]) == {0, 1} and set(frame["theta"]) == {0, 180}
+        assert frame["point_id"].nunique() == 2
+    robustness = merged(result.sweep.dir, "robustness")
+    assert set(robustness["eps"]) == {0.0, 0.05, 0.1, 0.3}   # the smoke profile's grid
+    assert robustness["accuracy"].between(0, 1).all()
