@@ -41,6 +41,33 @@ def load_split(dataset: str, train_size: int | None, test_size: int | None, data
     return x_train, y_train, x_test, y_test
 
 
+def study_configs(settings, dataset: str = "mnist") -> list[TrainConfig]:
+    """The training grid of a study at its profile (from :func:`invrob.profiles.settings`).
+
+    ``invariance`` (notebooks 01, 02): every model × θ × seed, natural training with
+    rotation augmentation. ``adversarial`` (03, 04): every model × ε × seed, PGD
+    adversarial training. ``dataset="cifar10"`` uses the profile's ``cifar_*``
+    settings (ResNet-18 for the adversarial study). Notebooks that reuse another's
+    models call this with the same settings, so they reload exactly those checkpoints.
+    """
+    S = settings
+    if dataset == "cifar10" and S.study == "adversarial":
+        return [TrainConfig(model="resnet18", dataset=dataset, epochs=S.cifar_epochs, lr=S.cifar_lr,
+                            eps=e, attack_steps=10, attack_alpha=2 / 255, seed=s)
+                for e in S.cifar_eps_train for s in S.seeds]
+    if dataset == "cifar10":
+        return [TrainConfig(model=m, dataset=dataset, epochs=S.cifar_epochs, lr=S.cifar_lr, theta=t, seed=s)
+                for m in S.models for t in S.thetas for s in S.seeds]
+    common = dict(dataset=dataset, epochs=S.epochs, batch_size=S.batch_size, optimizer=S.optimizer,
+                  lr=S.lr, weight_decay=S.weight_decay)
+    if S.study == "adversarial":
+        return [TrainConfig(model=m, eps=e, attack_steps=S.attack_steps,
+                            eps_warmup_epochs=S.eps_warmup_epochs, seed=s, **common)
+                for m in S.models for e in S.eps_train for s in S.seeds]
+    return [TrainConfig(model=m, theta=t, seed=s, **common)
+            for m in S.models for t in S.thetas for s in S.seeds]
+
+
 def study_dirs(notebook: str, profile: str, output_dir=None, checkpoint_dir=None) -> tuple[Path, Path]:
     """``results/<profile>/<notebook>`` and ``checkpoints/<profile>`` unless given."""
     output = Path(output_dir or Path("results") / profile / notebook)
@@ -62,8 +89,10 @@ def train_all(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch.Tensor,
     Returns the ``(config, model)`` pairs and the concatenated training history.
     """
     trained, histories = [], []
-    for config in tqdm(configs, desc="models", disable=not progress):
-        model, history = train(config, x, y, checkpoint_dir=checkpoint_dir, progress=progress)
+    for i, config in enumerate(configs, 1):
+        # No enclosing bar: nested text bars garble a notebook's output; each run's bar says i/N.
+        model, history = train(config, x, y, checkpoint_dir=checkpoint_dir, progress=progress,
+                               desc=f"[{i}/{len(configs)}] {config.slug()}")
         trained.append((config, model))
         histories.append(history.assign(**tags(config)))
     return trained, pd.concat(histories, ignore_index=True)

@@ -378,6 +378,25 @@ def _check_same_config(found: TrainConfig, wanted: TrainConfig, path: Path) -> N
                           "use another checkpoint_dir, or set a tag")
 
 
+def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict:
+    """A cheap identity of a training set: its size, label sum and a strided pixel sum.
+
+    TrainConfig does not hold the data, so a checkpoint records this and a run on
+    other data (say, a profile with a bigger training subset) is refused instead of
+    silently reloading a model trained on the old subset.
+    """
+    stride = max(1, len(x) // 512)
+    return {"n": len(x), "label_sum": int(y.sum()),
+            "pixel_sum": round(float(x[::stride].double().sum()), 3)}
+
+
+def _check_same_data(checkpoint: dict, data: dict, path: Path) -> None:
+    found = checkpoint.get("data")
+    if found is not None and found != data:
+        raise InvrobError(f"checkpoint {path} was trained on other data ({found['n']} images, "
+                          f"now {data['n']}); delete it or use another checkpoint_dir")
+
+
 # --------------------------------------------------------------------------- training
 
 def _check_data(config: TrainConfig, x, y, name: str = "x") -> None:
@@ -420,7 +439,8 @@ def _fits_on_gpu(x: torch.Tensor, device: torch.device) -> bool:
 def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir: str | Path | None = None,
           device=None, progress: bool = True, x_val: torch.Tensor | None = None,
           y_val: torch.Tensor | None = None,
-          callbacks: Iterable[Callable[[int, nn.Module, dict], None]] = ()) -> tuple[nn.Module, pd.DataFrame]:
+          callbacks: Iterable[Callable[[int, nn.Module, dict], None]] = (),
+          desc: str | None = None) -> tuple[nn.Module, pd.DataFrame]:
     """Train ``config.model`` on ``(x, y)``; return ``(model in eval mode, history)``.
 
     ``x``: float images in [0, 1], ``(N, C, H, W)``; ``y``: int64 labels. With a
@@ -431,6 +451,9 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
     ``history`` has one row per epoch: epoch, loss, train_acc (both on the
     batches as trained, i.e. rotated / adversarial), val_acc (clean accuracy on
     ``x_val`` when given), lr, seconds.
+
+    ``progress`` shows one bar for the whole run (all epochs; its postfix holds
+    the epoch, loss and accuracy so far), labelled ``desc`` (default: the slug).
 
     ``callbacks`` are called as ``callback(epoch, model, row)`` after each
     epoch's checkpoint is written (epoch is 1-based); an exception raised by a
@@ -447,11 +470,17 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         _check_data(config, x_val, y_val, "x_val")
 
     run = checkpoint_path(config, checkpoint_dir) if checkpoint_dir is not None else None
+    data = data_fingerprint(x, y)
     if run is not None and (run / "final.pt").exists():
-        model, found, history = load_checkpoint(run / "final.pt", device=device)
-        _check_same_config(found, config, run / "final.pt")
+        checkpoint = _read_checkpoint(run / "final.pt")
+        _check_same_config(checkpoint["config"], config, run / "final.pt")
+        _check_same_data(checkpoint, data, run / "final.pt")
+        model = _build_model(config, device)
+        _load_weights(model, checkpoint, run / "final.pt")
+        model.eval()
+        history = pd.DataFrame(checkpoint["history"])
         if progress:
-            print(f"invrob: {config.slug()} already trained; loaded {run / 'final.pt'}")
+            print(f"{desc or config.slug()}: already trained; loaded {run / 'final.pt'}")
         return model, history
 
     # Fresh start: seed everything, build the model (the init draws from the
@@ -468,6 +497,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
     if run is not None and (run / "last.pt").exists():
         checkpoint = _read_checkpoint(run / "last.pt", resume=True)
         _check_same_config(checkpoint["config"], config, run / "last.pt")
+        _check_same_data(checkpoint, data, run / "last.pt")
         _load_weights(model, checkpoint, run / "last.pt")
         try:
             optimizer.load_state_dict(checkpoint["optimizer_state"])
@@ -476,7 +506,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
             raise _corrupt(run / "last.pt", f"bad optimizer or RNG state: {type(error).__name__}") from None
         start_epoch, step, history = int(checkpoint["epoch"]), int(checkpoint["step"]), list(checkpoint["history"])
         if progress:
-            print(f"invrob: resuming {config.slug()} after epoch {start_epoch}/{config.epochs}")
+            print(f"{desc or config.slug()}: resuming after epoch {start_epoch}/{config.epochs}")
 
     if config.theta > 0:
         from .rotations import random_rotate
@@ -485,6 +515,8 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
     x_data, y_data = x.to(data_device), y.to(data_device)
     n_batches = _batches_per_epoch(config, n)
     callbacks = list(callbacks)
+    # One bar per run, not per epoch: a notebook (and the book) shows one line per model.
+    bar = _progress(progress, desc or config.slug(), total=(config.epochs - start_epoch) * n_batches)
 
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
@@ -496,8 +528,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
         model.train()
-        bar = _progress(range(n_batches), progress, f"{config.slug()} {epoch + 1}/{config.epochs}")
-        for b in bar:
+        for b in range(n_batches):
             index = order[b * config.batch_size:(b + 1) * config.batch_size].to(data_device)
             xb = x_data[index].to(device, non_blocking=True)
             yb = y_data[index].to(device, non_blocking=True)
@@ -516,8 +547,10 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
             seen += len(yb)
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
+            bar.update()
             if progress and (b % 20 == 0 or b == n_batches - 1):
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
+                bar.set_postfix({"epoch": f"{epoch + 1}/{config.epochs}", "loss": f"{loss_sum.item() / seen:.4f}",
+                                 "acc": f"{correct.item() / seen:.4f}"}, refresh=False)
         row = {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
         if x_val is not None:
             row["val_acc"] = accuracy(model, x_val, y_val)
@@ -525,11 +558,11 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         if progress:
-            final = {"loss": f"{row['loss']:.4f}", "acc": f"{row['train_acc']:.4f}"}
+            final = {"epoch": f"{epoch + 1}/{config.epochs}", "loss": f"{row['loss']:.4f}",
+                     "acc": f"{row['train_acc']:.4f}"}
             if "val_acc" in row:
                 final["val_acc"] = f"{row['val_acc']:.4f}"
             bar.set_postfix(final)
-            bar.close()
         if run is not None:
             atomic_torch_save({
                 "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
@@ -538,16 +571,17 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
                 # The schedule is a pure function of the epoch (see lr_at); this records it.
                 "scheduler_state": {"schedule": config.lr_schedule, "next_epoch": epoch + 1,
                                     "lr": lr_at(config, min(epoch + 1, config.epochs - 1))},
-                "history": history, **_rng_states(generator, device),
+                "history": history, "data": data, **_rng_states(generator, device),
             }, run / "last.pt")
         for callback in callbacks:
             callback(epoch + 1, model, row)
 
+    bar.close()
     if run is not None:
         atomic_torch_save({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "config": config.to_dict(), "epoch": config.epochs, "done": True,
-            "model_state": model.state_dict(), "history": history,
+            "model_state": model.state_dict(), "history": history, "data": data,
         }, run / "final.pt")
         # The resume state (optimizer, RNG) is no longer needed; it doubles the disk use.
         (run / "last.pt").unlink(missing_ok=True)
@@ -562,20 +596,17 @@ def train_or_load(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpo
     return train(config, x, y, checkpoint_dir=checkpoint_dir, **kwargs)
 
 
-def _progress(iterable, enabled: bool, desc: str):
-    """A tqdm bar per epoch (plain tqdm: text that papermill records cleanly)."""
+def _progress(enabled: bool, desc: str, total: int):
+    """A tqdm bar over the run's batches (plain tqdm: text that papermill records cleanly)."""
     if not enabled:
-        return _NoBar(iterable)
+        return _NoBar()
     from tqdm import tqdm
-    return tqdm(iterable, desc=desc, leave=True, mininterval=1.0, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="batch", leave=True, mininterval=2.0, dynamic_ncols=True)
 
 
 class _NoBar:
-    def __init__(self, iterable):
-        self._iterable = iterable
-
-    def __iter__(self):
-        return iter(self._iterable)
+    def update(self, *args, **kwargs):
+        pass
 
     def set_postfix(self, *args, **kwargs):
         pass

@@ -148,6 +148,22 @@ def test_other_config_in_checkpoint_is_refused(subset, tmp_path):
 
 # ------------------------------------------------------------- corrupt checkpoints
 
+@pytest.mark.parametrize("stage", ["finished", "interrupted"])
+def test_checkpoint_trained_on_other_data_is_refused(subset, tmp_path, stage):
+    # TrainConfig does not hold the data: a bigger training subset under the same
+    # config must not silently reload the model trained on the smaller one.
+    x, y = subset
+    callbacks = [stop_after(1)] if stage == "interrupted" else []
+    try:
+        train(small(), x[:256], y[:256], checkpoint_dir=tmp_path, progress=False, callbacks=callbacks)
+    except Interrupt:
+        pass
+    with pytest.raises(InvrobError, match="trained on other data .256 images, now 512"):
+        train(small(), x, y, checkpoint_dir=tmp_path, progress=False)
+    model, _ = train(small(), x[:256], y[:256], checkpoint_dir=tmp_path, progress=False)  # same data: fine
+    assert not model.training
+
+
 def test_corrupt_checkpoints_raise_invrob_error(subset, tmp_path):
     x, y = subset
     config = small(epochs=1)

@@ -1,0 +1,76 @@
+"""invrob.profiles and the study grids built from them; the runbook's timing table."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from invrob import experiments as ex, profiles, runbook
+from invrob.errors import InvrobError
+
+
+def test_overrides_win_and_none_keeps_the_profile():
+    base = profiles.settings("invariance", "cpu")
+    custom = profiles.settings("invariance", "cpu", seeds=[3], thetas=[0, 45], models=None)
+    assert custom.seeds == [3] and custom.thetas == [0, 45] and custom.models == base.models
+    assert custom.study == "invariance" and custom.profile == "cpu"
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    (("invariance", "huge"), {}, "unknown profile 'huge'"),
+    (("rotation", "cpu"), {}, "unknown study 'rotation'"),
+    (("invariance", "cpu"), {"sead": [0]}, "unknown setting 'sead'"),
+    (("invariance", "cpu"), {"thetas": [0, 200]}, "200"),
+    (("adversarial", "smoke"), {"eps_train": [0.0, -0.1]}, "-0.1"),
+])
+def test_bad_settings_are_one_line_errors(args, kwargs, message):
+    with pytest.raises(InvrobError, match=message) as error:
+        profiles.settings(*args, **kwargs)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("study", sorted(profiles.STUDIES))
+def test_every_profile_defines_the_same_core_settings(study):
+    core = set(profiles.STUDIES[study]["smoke"])
+    for profile in profiles.PROFILES:
+        assert core <= set(profiles.STUDIES[study][profile]), profile
+    table = profiles.table(study)
+    assert list(table.columns) == list(profiles.PROFILES) and set(core) <= set(table.index)
+
+
+def test_table_shows_cifar_budgets_in_255ths():
+    assert profiles.table("adversarial").loc["cifar_eps_train", "paper"] == "[0, 2/255, 4/255, 8/255]"
+    assert profiles.table("invariance").loc["train_size", "paper"] == "all"
+
+
+def test_study_configs_cross_the_grid():
+    inv = profiles.settings("invariance", "smoke", thetas=[0, 90, 180], seeds=[0, 1])
+    configs = ex.study_configs(inv)
+    assert len(configs) == len(inv.models) * 3 * 2
+    assert {(c.model, c.theta, c.seed) for c in configs} == {
+        (m, t, s) for m in inv.models for t in (0, 90, 180) for s in (0, 1)}
+    assert all(c.eps == 0 and c.optimizer == inv.optimizer and c.epochs == inv.epochs for c in configs)
+
+    adv = profiles.settings("adversarial", "cpu")
+    configs = ex.study_configs(adv)
+    assert sorted({c.eps for c in configs}) == sorted(adv.eps_train) and all(c.theta == 0 for c in configs)
+    assert all(c.attack_steps == adv.attack_steps and c.weight_decay == adv.weight_decay for c in configs)
+
+
+def test_cifar_grids_use_the_cifar_settings():
+    adv = profiles.settings("adversarial", "paper")
+    resnets = ex.study_configs(adv, "cifar10")
+    assert {c.model for c in resnets} == {"resnet18"} and {c.dataset for c in resnets} == {"cifar10"}
+    assert sorted({c.eps for c in resnets}) == sorted(adv.cifar_eps_train)
+    assert all(c.epochs == adv.cifar_epochs for c in resnets)
+    inv = profiles.settings("invariance", "paper")
+    assert len(ex.study_configs(inv, "cifar10")) == len(inv.models) * len(inv.thetas) * len(inv.seeds)
+
+
+def test_record_time_upserts_one_row_per_notebook(tmp_path, monkeypatch):
+    monkeypatch.setattr(runbook, "REPO", tmp_path)
+    runbook.record_time("smoke", "01_a", 3.0)
+    runbook.record_time("smoke", "00_b", 1.0)
+    path = runbook.record_time("smoke", "01_a", 5.0)
+    table = pd.read_csv(path)
+    assert list(table["notebook"]) == ["00_b", "01_a"] and list(table["seconds"]) == [1.0, 5.0]
+    assert table["cpus"].dtype.kind == "i"
