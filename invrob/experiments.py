@@ -241,13 +241,21 @@ def subspace_table(trained: Trained, x, y, eps: float, steps: int, small_angles:
       the points — a positive control (the same kind of perturbation should share
       its directions);
     - ``random vs random``: uniformly random subspaces of the same dimension —
-      the baseline (in high dimension random subspaces are nearly orthogonal too).
+      the baseline (in high dimension random subspaces are nearly orthogonal too);
+    - ``support-random vs rotation``: the top-k PCA subspace of Gaussian noise
+      confined to the pixels the images use (MNIST's border is always 0) against
+      the rotation subspace — a stricter baseline, because both perturbation
+      families live on those pixels, which alone makes them overlap more than
+      subspaces drawn from all of R^784.
 
     Columns: the model tags, comparison, k, mean_cosine, max_cosine.
     """
     from .metrics import principal_cosines, random_subspace_cosines
 
     half = len(x) // 2
+    flat = x.flatten(1)
+    support = (flat.amax(0) > flat.amin(0)).numpy()  # pixels that vary over the points
+    noise = np.random.default_rng(seed).standard_normal(flat.shape) * support
 
     def measure(model):
         adversarial, rotational = perturbations(model, x, y, eps, steps, small_angles, seed)
@@ -256,7 +264,8 @@ def subspace_table(trained: Trained, x, y, eps: float, steps: int, small_angles:
         for k in ks:
             pairs = {"adversarial vs rotation": principal_cosines(adversarial, rotational, k),
                      "adversarial vs adversarial": principal_cosines(adversarial[:half], adversarial[half:], k),
-                     "random vs random": random_subspace_cosines(adversarial.shape[1], k, seed=seed)}
+                     "random vs random": random_subspace_cosines(adversarial.shape[1], k, seed=seed),
+                     "support-random vs rotation": principal_cosines(noise, rotational, k)}
             rows += [{"comparison": name, "k": k, "mean_cosine": float(np.mean(c)),
                       "max_cosine": float(np.max(c))} for name, c in pairs.items()]
         return pd.DataFrame(rows)

@@ -1,0 +1,71 @@
+"""invrob.experiments: the tables the notebooks plot, on a briefly trained LeNet."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from invrob import experiments as ex
+from invrob.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def lenet(mnist_train):
+    """Two LeNets (two seeds), a few hundred steps each: right on most test digits."""
+    x, y = mnist_train
+    configs = [TrainConfig(model="lenet", epochs=1, optimizer="adam", lr=3e-3, seed=s,
+                           max_batches_per_epoch=120) for s in (0, 1)]
+    trained, history = ex.train_all(configs, x[:20000], y[:20000], checkpoint_dir=None, progress=False)
+    assert list(history["seed"]) == [0, 1]
+    return trained
+
+
+@pytest.fixture(scope="module")
+def points(mnist_test):
+    return ex.subset(*mnist_test, 200, seed=1)
+
+
+def test_subset_is_fixed_and_sized(mnist_test):
+    a, _ = ex.subset(*mnist_test, 50, seed=3)
+    b, _ = ex.subset(*mnist_test, 50, seed=3)
+    assert len(a) == 50 and torch.equal(a, b)
+    assert len(ex.subset(*mnist_test, None)[0]) == 10_000
+
+
+def test_tables_are_tidy_and_tagged(lenet, points):
+    x, y = points
+    inv = ex.invariance_table(lenet, x, y, [0, 90, 180])
+    assert len(inv) == 2 * 3 and set(inv["seed"]) == {0, 1} and set(inv["phi"]) == {0, 90, 180}
+    clean = inv[inv["phi"] == 0]["accuracy"]
+    assert (clean > 0.85).all() and (inv[inv["phi"] == 180]["accuracy"] < clean.min()).all()
+    rob = ex.robustness_table(lenet, x[:64], y[:64], [0.0, 0.1, 0.3], steps=10)
+    for _, group in rob.groupby("seed"):
+        acc = group.sort_values("eps")["accuracy"].to_numpy()
+        assert (np.diff(acc) <= 0).all() and acc[-1] < 0.2
+
+
+def test_boundary_distance_agrees_with_robust_accuracy(lenet, points):
+    # The share of points whose minimal perturbation exceeds ε is (up to the attack's
+    # randomness and the bisection resolution) the robust accuracy at ε.
+    x, y = points
+    trained = lenet[:1]
+    dist = ex.boundary_distances(trained, x[:64], y[:64], norms=["linf"], steps=10, bisection_steps=7)
+    rob = ex.robustness_table(trained, x[:64], y[:64], [0.05], steps=10)["accuracy"].item()
+    share = (dist["distance"] > 0.05).sum() / 64
+    assert abs(share - rob) <= 0.1
+    summary = ex.summarize_distances(dist)
+    row = summary.iloc[0]
+    assert row["mean_low"] <= row["mean"] <= row["mean_high"]
+
+
+def test_subspace_table_has_its_controls(lenet, points):
+    x, y = points
+    table = ex.subspace_table(lenet[:1], x, y, eps=0.1, steps=10, small_angles=[-3, -1, 1, 3], ks=[1, 5])
+    assert set(table["comparison"]) == {"adversarial vs rotation", "adversarial vs adversarial",
+                                        "random vs random", "support-random vs rotation"}
+    assert table[["mean_cosine", "max_cosine"]].stack().between(0, 1 + 1e-9).all()
+    at5 = table[table["k"] == 5].set_index("comparison")["mean_cosine"]
+    # the positive control shares directions; random subspaces of R^784 barely do,
+    # and confining the noise to the digits' pixels makes it overlap more
+    assert at5["adversarial vs adversarial"] > at5["random vs random"] + 0.3
+    assert at5["support-random vs rotation"] > at5["random vs random"]
