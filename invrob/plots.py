@@ -136,6 +136,29 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
     return fig
 
 
+def histograms(frame: pd.DataFrame, value: str, hue: str, panel: str = "model", hue_values=None,
+               xlabel: str = "", ylabel: str = "count", hue_label: str = "", bins: int = 20) -> plt.Figure:
+    """One panel per ``panel`` value, overlaid histograms of ``value`` for each ``hue`` value.
+
+    All panels share the bins (from 0 to the largest finite value), so shifts read directly.
+    """
+    frame = frame[np.isfinite(frame[value])]
+    panels = list(dict.fromkeys(frame[panel]))
+    hue_values = list(hue_values) if hue_values is not None else sorted(frame[hue].unique())
+    fig, axes = _panels(len(panels))
+    edges = np.linspace(0, frame[value].max(), bins + 1)
+    for ax, name in zip(axes, panels):
+        for h in hue_values:
+            values = frame[(frame[panel] == name) & (frame[hue] == h)][value]
+            ax.hist(values, bins=edges, alpha=0.5, label=f"{hue_label or hue} = {h:g}")
+        ax.set_xlabel(xlabel or value)
+        ax.set_title(model_label(name))
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: plt.Figure, path) -> None:
     """Save a figure next to the result tables (PNG, 150 dpi), creating the folder."""
     from pathlib import Path

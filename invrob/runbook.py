@@ -45,8 +45,45 @@ def run_notebook(source: Path, dest: Path, profile: str, **parameters) -> float:
         tmp.replace(failed)
         raise InvrobError(f"{source.name} failed in cell {error.exec_count}: {error.ename}: "
                           f"{error.evalue} (executed copy: {failed})") from None
+    tidy_streams(tmp)
     tmp.replace(dest)
     return time.perf_counter() - start
+
+
+def _final_states(text: str) -> str:
+    """What a terminal shows: on each line, only the text after its last carriage return."""
+    lines = []
+    for line in text.split("\n"):
+        parts = [part for part in line.split("\r") if part]
+        lines.append(parts[-1] if parts else "")
+    return "\n".join(lines)
+
+
+def tidy_streams(path: Path) -> None:
+    """Merge each cell's consecutive stream chunks and keep only the final state of progress bars.
+
+    A progress bar reaches the notebook as one chunk per refresh, each starting
+    with ``\r``. Jupyter collapses them on screen, but the book's renderer joins
+    chunks with newlines, which would print every refresh as a line of its own.
+    """
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        merged = []
+        for output in cell.get("outputs", []):
+            last = merged[-1] if merged else None
+            if (output.output_type == "stream" and last is not None
+                    and last.output_type == "stream" and last.name == output.name):
+                last.text += output.text
+            else:
+                merged.append(output)
+        for output in merged:
+            if output.output_type == "stream":
+                output.text = _final_states(output.text)
+        if "outputs" in cell:
+            cell.outputs = merged
+    nbformat.write(notebook, path)
 
 
 def record_time(profile: str, notebook: str, seconds: float) -> Path:

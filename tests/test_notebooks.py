@@ -72,7 +72,8 @@ TABLES = {
     "02_decision_boundary_distance": {"distances": ["model", "theta", "norm", "distance"],
                                       "distance_summary": ["model", "theta", "norm", "mean", "mean_low"]},
     "03_robustness_vs_invariance": {"invariance": ["model", "eps_train", "seed", "phi", "accuracy", "gap"],
-                                    "worst_of_k": ["model", "eps_train", "phi", "k", "accuracy"]},
+                                    "worst_of_k": ["model", "eps_train", "phi", "k", "accuracy"],
+                                    "masking_check": ["model", "eps_train", "attack", "accuracy"]},
     "04_perturbation_geometry": {"subspace_cosines": ["model", "eps_train", "comparison", "k", "mean_cosine"]},
 }
 

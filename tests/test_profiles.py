@@ -74,3 +74,22 @@ def test_record_time_upserts_one_row_per_notebook(tmp_path, monkeypatch):
     table = pd.read_csv(path)
     assert list(table["notebook"]) == ["00_b", "01_a"] and list(table["seconds"]) == [1.0, 5.0]
     assert table["cpus"].dtype.kind == "i"
+
+
+def test_tidy_streams_keeps_the_final_state_of_each_bar(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    cell = new_code_cell("train()")
+    cell.outputs = [new_output("stream", name="stderr", text="\rbar:   0%| 0/9"),
+                    new_output("stream", name="stderr", text="\rbar:  50%| 4/9"),
+                    new_output("stream", name="stderr", text="\rbar: 100%| 9/9\n"),
+                    new_output("stream", name="stdout", text="done\n"),
+                    new_output("stream", name="stdout", text="next\n"),
+                    new_output("display_data", data={"text/plain": "x"})]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=[cell]), path)
+    runbook.tidy_streams(path)
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert [o.output_type for o in outputs] == ["stream", "stream", "display_data"]
+    assert outputs[0].text == "bar: 100%| 9/9\n" and outputs[1].text == "done\nnext\n"
