@@ -54,18 +54,18 @@ def _grid_rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Bilinear rotation of every sample of ``x`` by its angle (degrees, float64)."""
     _, _, h, w = x.shape
     rad = angles * (math.pi / 180.0)
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    # affine_grid maps output to input coordinates in the normalised frame
-    # [-1, 1]^2 with x to the right and y *down*. In that frame a counter-
-    # clockwise turn on screen by φ reads its input at [[c, -s], [s, c]] p.
-    # The factors h/w and w/h undo the normalisation's anisotropy, so
-    # non-square images are rotated rigidly (they are 1 for square images).
-    theta = torch.zeros(len(x), 2, 3, dtype=torch.float64, device=x.device)
-    theta[:, 0, 0] = cos
-    theta[:, 0, 1] = -sin * (h / w)
-    theta[:, 1, 0] = sin * (w / h)
-    theta[:, 1, 1] = cos
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    cos = torch.cos(rad).to(x.dtype)[:, None, None]
+    sin = torch.sin(rad).to(x.dtype)[:, None, None]
+    # The sampling grid, in grid_sample's normalised frame [-1, 1]^2 (x to the
+    # right, y *down*, pixel centres as align_corners=False places them). A
+    # counter-clockwise turn on screen by φ reads output pixel p from input
+    # [[c, -s], [s, c]] p; the factors h/w and w/h undo the normalisation's
+    # anisotropy, so non-square images turn rigidly. Built by broadcasting, not
+    # with affine_grid: its (B, HW, 3) x (B, 3, 2) bmm cost as much as the
+    # sampling itself (benchmarks/: 1.6x faster rotations, same grid to 4e-6).
+    gx = ((torch.arange(w, dtype=x.dtype, device=x.device) * 2 + 1) / w - 1)[None, None, :]
+    gy = ((torch.arange(h, dtype=x.dtype, device=x.device) * 2 + 1) / h - 1)[None, :, None]
+    grid = torch.stack((cos * gx - sin * (h / w) * gy, sin * (w / h) * gx + cos * gy), dim=-1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
