@@ -9,14 +9,16 @@ order, because later studies reuse the models that earlier ones trained.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from .errors import InvrobError, check_choice
+from .profiles import PROFILES
+from .utils import atomic_to_csv
 
-PROFILES = ("smoke", "cpu", "paper")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -92,11 +94,7 @@ def record_time(profile: str, notebook: str, seconds: float) -> Path:
     A notebook that reloaded its models from checkpoints is fast; the table then
     shows that run's time, so it says what *this* book build cost.
     """
-    import os
-
     import pandas as pd
-
-    from .utils import atomic_to_csv
 
     path = REPO / "results" / profile / "notebook_times.csv"
     row = pd.DataFrame([{"notebook": notebook, "seconds": round(seconds, 1), "cpus": os.cpu_count(),

@@ -365,9 +365,15 @@ def load_checkpoint(path: str | Path, device=None) -> tuple[nn.Module, TrainConf
         path = path / "final.pt" if (path / "final.pt").exists() else path / "last.pt"
     checkpoint = _read_checkpoint(path)
     config = checkpoint["config"]
-    model = _build_model(config, _resolve_device(config, device if device is not None else "auto"))
+    model = _model_from(checkpoint, path, _resolve_device(config, device if device is not None else "auto"))
+    return model, config, pd.DataFrame(checkpoint["history"])
+
+
+def _model_from(checkpoint: dict, path: Path, device: torch.device) -> nn.Module:
+    """The checkpoint's model with its weights, on ``device``, in eval mode."""
+    model = _build_model(checkpoint["config"], device)
     _load_weights(model, checkpoint, path)
-    return model.eval(), config, pd.DataFrame(checkpoint["history"])
+    return model.eval()
 
 
 def _check_same_config(found: TrainConfig, wanted: TrainConfig, path: Path) -> None:
@@ -393,8 +399,9 @@ def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict:
 def _check_same_data(checkpoint: dict, data: dict, path: Path) -> None:
     found = checkpoint.get("data")
     if found is not None and found != data:
-        raise InvrobError(f"checkpoint {path} was trained on other data ({found['n']} images, "
-                          f"now {data['n']}); delete it or use another checkpoint_dir")
+        differ = "; ".join(f"{key} {found[key]} vs {data[key]}" for key in data if found.get(key) != data[key])
+        raise InvrobError(f"checkpoint {path} was trained on other data ({differ}: checkpoint vs now); "
+                          "delete it or use another checkpoint_dir")
 
 
 # --------------------------------------------------------------------------- training
@@ -475,10 +482,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         checkpoint = _read_checkpoint(run / "final.pt")
         _check_same_config(checkpoint["config"], config, run / "final.pt")
         _check_same_data(checkpoint, data, run / "final.pt")
-        model = _build_model(config, device)
-        _load_weights(model, checkpoint, run / "final.pt")
-        model.eval()
-        history = pd.DataFrame(checkpoint["history"])
+        model, history = _model_from(checkpoint, run / "final.pt", device), pd.DataFrame(checkpoint["history"])
         if progress:
             print(f"{desc or config.slug()}: already trained; loaded {run / 'final.pt'}")
         return model, history
@@ -598,18 +602,6 @@ def train_or_load(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpo
 
 def _progress(enabled: bool, desc: str, total: int):
     """A tqdm bar over the run's batches (plain tqdm: text that papermill records cleanly)."""
-    if not enabled:
-        return _NoBar()
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="batch", leave=True, mininterval=2.0, dynamic_ncols=True)
-
-
-class _NoBar:
-    def update(self, *args, **kwargs):
-        pass
-
-    def set_postfix(self, *args, **kwargs):
-        pass
-
-    def close(self):
-        pass
+    return tqdm(total=total, desc=desc, unit="batch", leave=True, mininterval=2.0, dynamic_ncols=True,
+                disable=not enabled)
