@@ -30,7 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InvrobError
+from .errors import InvrobError, check_choice
+
+#: The datasets invrob knows: the one list that the loaders, the model registry
+#: (:mod:`invrob.models`) and :class:`invrob.train.TrainConfig` check names against.
+DATASETS = ("mnist", "cifar10")
+#: Shape ``(C, H, W)`` of one image of each dataset.
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -237,10 +243,10 @@ def load_cifar10_sample(root: str | os.PathLike | None = None) -> tuple[torch.Te
 
 def load_dataset(name: str, root: str | os.PathLike | None = None,
                  train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``load_mnist`` or ``load_cifar10`` by name."""
-    from .errors import check_choice
-    check_choice(name, ["mnist", "cifar10"], "dataset")
-    return (load_mnist if name == "mnist" else load_cifar10)(root, train=train)
+    """``load_mnist`` or ``load_cifar10`` by name (one of :data:`DATASETS`)."""
+    check_choice(name, DATASETS, "dataset")
+    loader = {"mnist": load_mnist, "cifar10": load_cifar10}[name]
+    return loader(root, train=train)
 
 
 def main() -> None:

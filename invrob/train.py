@@ -22,9 +22,11 @@ angles, the PGD random starts — is drawn from one dedicated CPU
 and moved to the device, so the stream does not depend on the device).
 Weight initialisation and dropout use torch's global RNG, seeded from the same
 seed. Each epoch ends with an atomic checkpoint ``{checkpoint_dir}/{slug}/last.pt``
+(the slug ends in a hash of the whole config, :meth:`TrainConfig.slug`)
 holding the weights, the optimiser, every RNG state and the history, so an
 interrupted run resumes where it stopped and — on the CPU — ends with weights
-bit-for-bit equal to those of an uninterrupted run. A finished run is stored as
+bit-for-bit equal to those of an uninterrupted run (the learning rate needs no
+saved state: it is a pure function of the epoch, :func:`lr_at`). A finished run is stored as
 ``final.pt`` (weights, config, history) and is loaded, not retrained, by the
 next ``train`` call with the same config: later notebooks reuse the models that
 earlier ones trained.
@@ -32,6 +34,8 @@ earlier ones trained.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import random
 import re
@@ -48,26 +52,24 @@ from torch import nn
 
 from .errors import InvrobError, check_choice, check_eps, check_positive_int, check_theta
 from .attacks import pgd_training_examples
+from .data import DATASETS, IMAGE_SHAPES
 from .metrics import accuracy
 from .utils import atomic_torch_save, default_device
 
-__all__ = ["TrainConfig", "train", "train_or_load", "load_checkpoint", "checkpoint_path",
+__all__ = ["TrainConfig", "train", "load_checkpoint", "checkpoint_path",
            "lr_at", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "invrob-checkpoint"
 CHECKPOINT_VERSION = 1
-DATASETS = ("mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
-# Shape of one image per dataset: checked before training, not deep in a conv layer.
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 # Fields that say *where* a run executes, not *what* it computes: a run trained
 # on a GPU may be loaded or resumed on the CPU.
 RUNTIME_FIELDS = ("device",)
 # Fields that only matter for adversarial training (eps > 0).
 ATTACK_FIELDS = ("attack_steps", "attack_alpha", "eps_warmup_epochs")
 _KEYS = ("format", "version", "config", "epoch", "done", "model_state", "history")
-_RESUME_KEYS = ("optimizer_state", "scheduler_state", "step", "generator_state",
+_RESUME_KEYS = ("optimizer_state", "step", "generator_state",
                 "torch_rng_state", "numpy_rng_state", "python_rng_state")
 
 
@@ -92,7 +94,7 @@ def _positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise InvrobError(f"{name} must be a finite number {bound}, got {value!r}")
-    return number
+    return number + 0.0  # -0.0 -> 0.0: one spelling per value, so one slug and one hash
 
 
 @dataclass
@@ -103,9 +105,9 @@ class TrainConfig:
     MNIST, 0.1 on CIFAR-10; Adam: 1e-3). ``theta`` is the augmentation range in
     degrees, ``eps`` the ℓ∞ radius of PGD adversarial training (0: natural
     training). ``max_batches_per_epoch`` truncates epochs (smoke runs). ``tag``
-    is appended to the slug to keep apart runs that differ only in fields the
-    slug does not show. ``device`` ("auto", "cpu", "cuda", ...) is where to run;
-    it is not part of the run's identity.
+    is an optional readable label in the slug (runs that differ in any field
+    already get different slugs through the config hash). ``device`` ("auto",
+    "cpu", "cuda", ...) is where to run; it is not part of the run's identity.
     """
 
     model: str
@@ -157,8 +159,8 @@ class TrainConfig:
         self.momentum = momentum
         self.weight_decay = _positive_float(self.weight_decay, "weight_decay", allow_zero=True)
         check_choice(self.lr_schedule, SCHEDULES, "lr_schedule")
-        self.theta = check_theta(self.theta)
-        self.eps = check_eps(self.eps)
+        self.theta = check_theta(self.theta) + 0.0  # -0.0 -> 0.0
+        self.eps = check_eps(self.eps) + 0.0
         if self.eps > 1:
             raise InvrobError(f"eps is in [0, 1] pixel units (images are in [0, 1]), got {self.eps!r}")
         check_positive_int(self.attack_steps, "attack_steps")
@@ -186,9 +188,14 @@ class TrainConfig:
 
     # -- identity ---------------------------------------------------------------
     def slug(self) -> str:
-        """File-name id, e.g. ``lenet-mnist-theta30-eps0.1-seed0`` (plus ``-tag``)."""
+        """File-name id: readable fields, the ``tag`` if any, then 8 hex digits of
+        :meth:`digest`, e.g. ``lenet-mnist-theta30-eps0.1-seed0-1a2b3c4d``.
+
+        The hash covers every field that changes the trained weights, so two runs
+        that differ only in, say, epochs or optimiser never share a checkpoint folder.
+        """
         base = f"{self.model}-{self.dataset}-theta{self.theta:g}-eps{self.eps:g}-seed{self.seed}"
-        return f"{base}-{self.tag}" if self.tag else base
+        return "-".join([base, *([self.tag] if self.tag else []), self.digest()[:8]])
 
     @property
     def id(self) -> str:
@@ -221,6 +228,16 @@ class TrainConfig:
             for k in ATTACK_FIELDS:
                 values.pop(k)
         return values
+
+    def digest(self) -> str:
+        """SHA-256 (64 hex digits) of the canonical JSON of :meth:`identity`.
+
+        Canonical: sorted keys, no whitespace, floats as Python's shortest
+        round-trip ``repr``; so it is the same in every process and on every
+        platform (unlike ``hash()``, which is salted per process).
+        """
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def differences(self, other: "TrainConfig") -> list[str]:
         """``"field: mine vs other"`` for each field of :meth:`identity` that differs."""
@@ -258,7 +275,8 @@ def _eps_at(config: TrainConfig, step: int, batches_per_epoch: int) -> float:
 
 
 def checkpoint_path(config: TrainConfig, checkpoint_dir: str | Path) -> Path:
-    """The run's folder ``{checkpoint_dir}/{slug}`` (holds ``last.pt`` / ``final.pt``)."""
+    """The run's folder ``{checkpoint_dir}/{slug}`` (holds ``last.pt`` / ``final.pt``);
+    one folder per config (see :meth:`TrainConfig.slug`)."""
     return Path(checkpoint_dir) / config.slug()
 
 
@@ -324,7 +342,36 @@ def _read_checkpoint(path: Path, resume: bool = False) -> dict:
         checkpoint["config"] = TrainConfig.from_dict(checkpoint["config"])
     except (InvrobError, TypeError) as error:
         raise _corrupt(path, f"bad config: {error}") from None
+    _check_fields(checkpoint, path, resume)
     return checkpoint
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_fields(checkpoint: dict, path: Path, resume: bool) -> None:
+    """Types and ranges of the fields that ``train`` / ``load_checkpoint`` use, so a
+    well-formed torch file with wrong contents fails here, not deep in training."""
+    epochs = checkpoint["config"].epochs
+    if not _is_count(checkpoint["epoch"]) or checkpoint["epoch"] > epochs:
+        raise _corrupt(path, f"epoch {checkpoint['epoch']!r} is not an integer in [0, {epochs}]")
+    if not isinstance(checkpoint["done"], bool):
+        raise _corrupt(path, f"done is {checkpoint['done']!r}, not True or False")
+    history = checkpoint["history"]
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        raise _corrupt(path, "history is not a list of per-epoch rows")
+    state = checkpoint["model_state"]
+    if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
+        raise _corrupt(path, "model_state is not a state dict")
+    data = checkpoint.get("data")
+    if data is not None and (not isinstance(data, dict) or set(data) != {"n", "label_sum", "pixel_sum"}):
+        raise _corrupt(path, "data is not a data fingerprint")
+    if resume:
+        if not _is_count(checkpoint["step"]):
+            raise _corrupt(path, f"step {checkpoint['step']!r} is not an integer >= 0")
+        if not isinstance(checkpoint["optimizer_state"], dict):
+            raise _corrupt(path, "optimizer_state is not an optimizer state dict")
 
 
 def _build_model(config: TrainConfig, device: torch.device) -> nn.Module:
@@ -362,6 +409,8 @@ def load_checkpoint(path: str | Path, device=None) -> tuple[nn.Module, TrainConf
     """
     path = Path(path)
     if path.is_dir():
+        if not (path / "final.pt").exists() and not (path / "last.pt").exists():
+            raise InvrobError(f"checkpoint folder {path} holds neither final.pt nor last.pt")
         path = path / "final.pt" if (path / "final.pt").exists() else path / "last.pt"
     checkpoint = _read_checkpoint(path)
     config = checkpoint["config"]
@@ -379,9 +428,11 @@ def _model_from(checkpoint: dict, path: Path, device: torch.device) -> nn.Module
 def _check_same_config(found: TrainConfig, wanted: TrainConfig, path: Path) -> None:
     differences = found.differences(wanted)
     if differences:
+        # The folder name holds a hash of the config, so this means the folder was
+        # copied or renamed by hand (or, once in ~4e9 pairs, a hash collision).
         raise InvrobError(f"checkpoint {path} was trained with a different config "
-                          f"({'; '.join(differences)}: checkpoint vs requested); delete it, "
-                          "use another checkpoint_dir, or set a tag")
+                          f"({'; '.join(differences)}: checkpoint vs requested); delete it "
+                          "or use another checkpoint_dir")
 
 
 def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -399,7 +450,7 @@ def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict:
 def _check_same_data(checkpoint: dict, data: dict, path: Path) -> None:
     found = checkpoint.get("data")
     if found is not None and found != data:
-        differ = "; ".join(f"{key} {found[key]} vs {data[key]}" for key in data if found.get(key) != data[key])
+        differ = "; ".join(f"{key} {found.get(key)} vs {data[key]}" for key in data if found.get(key) != data[key])
         raise InvrobError(f"checkpoint {path} was trained on other data ({differ}: checkpoint vs now); "
                           "delete it or use another checkpoint_dir")
 
@@ -453,8 +504,9 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
     ``x``: float images in [0, 1], ``(N, C, H, W)``; ``y``: int64 labels. With a
     ``checkpoint_dir`` the run lives in ``{checkpoint_dir}/{config.slug()}``:
     a finished run (``final.pt``) is loaded and returned without training; an
-    interrupted one (``last.pt``) is resumed; a checkpoint written for another
-    config raises :class:`InvrobError`. ``device`` overrides ``config.device``.
+    interrupted one (``last.pt``) is resumed; a corrupt checkpoint, or one written
+    for another config or other data, raises one :class:`InvrobError` line naming
+    the file. ``device`` overrides ``config.device``.
     ``history`` has one row per epoch: epoch, loss, train_acc (both on the
     batches as trained, i.e. rotated / adversarial), val_acc (clean accuracy on
     ``x_val`` when given), lr, seconds.
@@ -572,9 +624,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
                 "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                 "config": config.to_dict(), "epoch": epoch + 1, "done": False, "step": step,
                 "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-                # The schedule is a pure function of the epoch (see lr_at); this records it.
-                "scheduler_state": {"schedule": config.lr_schedule, "next_epoch": epoch + 1,
-                                    "lr": lr_at(config, min(epoch + 1, config.epochs - 1))},
+                # No scheduler state: the learning rate is a pure function of the epoch (lr_at).
                 "history": history, "data": data, **_rng_states(generator, device),
             }, run / "last.pt")
         for callback in callbacks:
@@ -590,14 +640,6 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         # The resume state (optimizer, RNG) is no longer needed; it doubles the disk use.
         (run / "last.pt").unlink(missing_ok=True)
     return model.eval(), pd.DataFrame(history)
-
-
-def train_or_load(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir: str | Path,
-                  **kwargs) -> tuple[nn.Module, pd.DataFrame]:
-    """:func:`train` with a checkpoint folder: load if finished, resume if interrupted, else train."""
-    if checkpoint_dir is None:
-        raise InvrobError("train_or_load needs a checkpoint_dir")
-    return train(config, x, y, checkpoint_dir=checkpoint_dir, **kwargs)
 
 
 def _progress(enabled: bool, desc: str, total: int):

@@ -1,22 +1,16 @@
-"""Small shared helpers: seeding, device choice, atomic file writes."""
+"""Small shared helpers: device choice, atomic file writes.
+
+(Seeding lives with its only user, :func:`invrob.train.train`, which also saves
+and restores every RNG state for a bit-for-bit resume.)
+"""
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a CPU generator seeded the same way."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def default_device() -> torch.device:

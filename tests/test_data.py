@@ -93,3 +93,13 @@ def test_cifar10_corrupt_folder_is_refused(tmp_path):
 def test_unknown_dataset_lists_valid_ones():
     with pytest.raises(InvrobError, match="valid: mnist, cifar10"):
         data.load_dataset("imagenet")
+
+
+def test_load_dataset_has_a_loader_for_every_dataset(monkeypatch):
+    # Without the full CIFAR-10 on disk: check the dispatch, not the loaders themselves.
+    calls = []
+    for name in data.DATASETS:
+        monkeypatch.setattr(data, f"load_{name}", lambda root=None, train=True, name=name: calls.append((name, train)))
+    for name in data.DATASETS:
+        data.load_dataset(name, train=False)
+    assert calls == [(name, False) for name in data.DATASETS]

@@ -46,6 +46,21 @@ def warm_batch_norm(model, x):
     return model.eval()
 
 
+def test_one_list_of_datasets():
+    # invrob.data.DATASETS is the list; every per-dataset table covers exactly it.
+    from invrob import data, models, train
+    from invrob.models.layout import DEFAULT_WIDTH, LAYOUTS
+
+    assert data.DATASETS == ("mnist", "cifar10")
+    assert models.DATASETS is data.DATASETS and train.DATASETS is data.DATASETS
+    for table in (DATASET_STATS, LAYOUTS, DEFAULT_WIDTH, data.IMAGE_SHAPES):
+        assert tuple(table) == data.DATASETS
+    assert data.IMAGE_SHAPES == SHAPES
+    assert {ds for name in model_names() for ds in data.DATASETS if name in model_names(ds)} == set(data.DATASETS)
+    with pytest.raises(InvrobError, match="unknown dataset 'svhn'; valid: mnist, cifar10"):
+        models.normalize.dataset_stats("svhn")
+
+
 def test_registry_lists_every_model():
     assert set(model_names()) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "lenet", "madry", "resnet18"}
     assert set(model_names("cifar10")) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "resnet18"}

@@ -1,7 +1,12 @@
 """invrob.train: learning, bit-for-bit resume, seeding, validation, checkpoint safety."""
 from __future__ import annotations
 
-import time
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -82,7 +87,9 @@ def test_interrupted_run_resumes_bit_for_bit(subset, tmp_path, kw):
         train(config, x, y, checkpoint_dir=tmp_path / "b", progress=False, callbacks=[stop_after(1)])
     run = checkpoint_path(config, tmp_path / "b")
     assert (run / "last.pt").exists() and not (run / "final.pt").exists()
-    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["epoch"] == 1
+    assert "scheduler_state" not in last  # the cosine schedule resumes from lr_at alone
 
     seen = []
     resumed, resumed_history = train(config, x, y, checkpoint_dir=tmp_path / "b", progress=False,
@@ -126,23 +133,68 @@ def test_finished_run_is_loaded_not_retrained(subset, tmp_path):
     assert (loaded.name, loaded.dataset) == ("lenet", "mnist")
 
 
-def test_other_config_in_checkpoint_is_refused(subset, tmp_path):
+def must_not_train(epoch, model, row):
+    raise AssertionError("a finished run was retrained")
+
+
+def test_configs_that_differ_get_their_own_folders(subset, tmp_path):
+    x, y = subset
+    base = small(epochs=1)
+    others = [small(epochs=2), small(epochs=1, optimizer="adam"), small(epochs=1, lr=0.02),
+              small(epochs=1, max_batches_per_epoch=3), small(epochs=1, lr_schedule="step"),
+              small(epochs=1, weight_decay=0.0), small(epochs=1, eps=0.1)]
+    slugs = {config.slug() for config in [base, *others]}
+    assert len(slugs) == 1 + len(others)
+    # Still readable: model, dataset, θ, ε, seed, then the hash.
+    assert re.fullmatch(r"lenet-mnist-theta0-eps0-seed0-[0-9a-f]{8}", base.slug())
+    # The same run, spelled differently, keeps its folder: the device is not part of
+    # a run's identity, nor are the (unused) attack settings when eps == 0.
+    for same in [small(epochs=1, device="cpu"), small(epochs=1, attack_steps=7, attack_alpha=0.01),
+                 small(epochs=1, lr=0.05, theta=0, eps=0)]:
+        assert same.slug() == base.slug()
+    assert small(eps=0.1, attack_steps=3).slug() != small(eps=0.1).slug()
+
+    # Two runs that differ only in epochs live side by side in one checkpoint_dir.
+    one, one_history = train(base, x, y, checkpoint_dir=tmp_path, progress=False)
+    two, two_history = train(small(epochs=2), x, y, checkpoint_dir=tmp_path, progress=False)
+    assert len(one_history) == 1 and len(two_history) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([base.slug(), small(epochs=2).slug()])
+    again, _ = train(base, x, y, checkpoint_dir=tmp_path, progress=False, callbacks=[must_not_train])
+    assert_same_weights(one, again)
+    # The same run, spelled differently, is reloaded, not retrained.
+    train(small(epochs=1, device="cpu", attack_steps=7), x, y, checkpoint_dir=tmp_path, progress=False,
+          callbacks=[must_not_train])
+
+
+def test_slug_is_the_same_in_every_process():
+    # The hash must not come from Python's per-process salted hash().
+    make = "TrainConfig(model='stdcnn', theta=22.5, eps=0.1, epochs=3, optimizer='adam', model_kwargs={'width': 4})"
+    code = f"from invrob.train import TrainConfig; print({make}.slug())"
+    env = dict(os.environ)
+    slugs = set()
+    for hash_seed in ("1", "2"):
+        env["PYTHONHASHSEED"] = hash_seed
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        slugs.add(out.stdout.strip())
+    here = TrainConfig(model="stdcnn", theta=22.5, eps=0.1, epochs=3, optimizer="adam", model_kwargs={"width": 4})
+    assert slugs == {here.slug()}
+    assert here.digest() == TrainConfig.from_dict(here.to_dict()).digest()
+
+
+def test_checkpoint_of_another_config_is_refused(subset, tmp_path):
+    # Only a folder copied or renamed by hand can hold another config's run.
     x, y = subset
     train(small(epochs=1), x, y, checkpoint_dir=tmp_path, progress=False)
+    shutil.copytree(checkpoint_path(small(epochs=1), tmp_path), checkpoint_path(small(epochs=1, lr=0.02), tmp_path))
     with pytest.raises(InvrobError, match="different config.*lr: 0.05 vs 0.02"):
         train(small(epochs=1, lr=0.02), x, y, checkpoint_dir=tmp_path, progress=False)
-    # ... also for an interrupted run; the device is not part of a run's identity.
+    # ... also for an interrupted run.
     with pytest.raises(Interrupt):
         train(small(epochs=2), x, y, checkpoint_dir=tmp_path / "b", progress=False, callbacks=[stop_after(1)])
+    shutil.copytree(checkpoint_path(small(epochs=2), tmp_path / "b"),
+                    checkpoint_path(small(epochs=2, batch_size=16), tmp_path / "b"))
     with pytest.raises(InvrobError, match="different config.*batch_size"):
         train(small(epochs=2, batch_size=16), x, y, checkpoint_dir=tmp_path / "b", progress=False)
-    train(small(epochs=2, device="cpu"), x, y, checkpoint_dir=tmp_path / "b", progress=False)
-    # Attack settings are unused (and ignored) when eps == 0, but not when eps > 0.
-    def must_not_train(epoch, model, row):
-        raise AssertionError("a finished run was retrained")
-
-    train(small(epochs=1, attack_steps=7, attack_alpha=0.01), x, y, checkpoint_dir=tmp_path,
-          progress=False, callbacks=[must_not_train])
     assert small(eps=0.1, attack_steps=3).differences(small(eps=0.1)) == ["attack_steps: 3 vs 10"]
 
 
@@ -164,37 +216,101 @@ def test_checkpoint_trained_on_other_data_is_refused(subset, tmp_path, stage):
     assert not model.training
 
 
-def test_corrupt_checkpoints_raise_invrob_error(subset, tmp_path):
+@pytest.fixture(scope="module")
+def real_checkpoints(subset, tmp_path_factory):
+    """The bytes of a genuine ``last.pt`` (after epoch 1 of 2) and ``final.pt``."""
     x, y = subset
-    config = small(epochs=1)
-    run = checkpoint_path(config, tmp_path)
-    run.mkdir(parents=True)
+    root = tmp_path_factory.mktemp("real")
+    config = small(epochs=2)
+    with pytest.raises(Interrupt):
+        train(config, x, y, checkpoint_dir=root, progress=False, callbacks=[stop_after(1)])
+    run = checkpoint_path(config, root)
+    last = (run / "last.pt").read_bytes()
+    train(config, x, y, checkpoint_dir=root, progress=False)
+    return config, {"last.pt": last, "final.pt": (run / "final.pt").read_bytes()}
 
-    (run / "last.pt").write_bytes(b"\x00garbage, not a checkpoint" * 10)
-    with pytest.raises(InvrobError, match=r"corrupt or not an invrob checkpoint.*delete it"):
-        train(config, x, y, checkpoint_dir=tmp_path, progress=False)
-    (run / "last.pt").unlink()
 
-    train(config, x, y, checkpoint_dir=tmp_path, progress=False)
-    final = run / "final.pt"
-    data = final.read_bytes()
-    final.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
-    with pytest.raises(InvrobError, match="corrupt or not an invrob checkpoint"):
-        load_checkpoint(final)
-    with pytest.raises(InvrobError, match="corrupt or not an invrob checkpoint"):
-        train(config, x, y, checkpoint_dir=tmp_path, progress=False)
+def _edited(**changes):
+    """A genuine checkpoint with some entries replaced (``None``: removed)."""
+    def write(data: bytes, path):
+        checkpoint = torch.load(io.BytesIO(data), weights_only=True)
+        for key, value in changes.items():
+            if value is None:
+                checkpoint.pop(key)
+            else:
+                checkpoint[key] = value
+        torch.save(checkpoint, path)
+    return write
 
-    torch.save({"state_dict": {}}, final)  # a torch file, but not ours
-    with pytest.raises(InvrobError, match="not an invrob checkpoint"):
-        load_checkpoint(final)
 
-    torch.save({"format": "invrob-checkpoint", "version": 1, "config": config.to_dict(), "epoch": 1,
-                "done": True, "model_state": {"bogus": torch.zeros(1)}, "history": []}, final)
-    with pytest.raises(InvrobError, match="weights do not fit lenet"):
-        load_checkpoint(final)
+CORRUPTIONS = {
+    "truncated": (lambda data, path: path.write_bytes(data[: len(data) // 2]), "corrupt or not an invrob"),
+    "random-bytes": (lambda data, path: path.write_bytes(
+        bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist())),
+        "corrupt or not an invrob"),
+    "garbage-text": (lambda data, path: path.write_bytes(b"\x00garbage, not a checkpoint" * 10), "corrupt"),
+    "empty": (lambda data, path: path.write_bytes(b""), "corrupt or not an invrob"),
+    "foreign-torch-file": (lambda data, path: torch.save({"state_dict": {}}, path), "no invrob checkpoint header"),
+    "plain-tensor": (lambda data, path: torch.save(torch.zeros(3), path), "no invrob checkpoint header"),
+    "other-version": (_edited(version=99), "format version 99"),
+    "missing-keys": (_edited(history=None, model_state=None), "missing model_state, history"),
+    "bad-config": (_edited(config={"model": "nope"}), "bad config: unknown model 'nope'"),
+    "config-not-a-dict": (_edited(config=[1, 2]), "bad config"),
+    "bad-epoch": (_edited(epoch="1"), "epoch '1' is not an integer"),
+    "epoch-too-big": (_edited(epoch=7), r"epoch 7 is not an integer in \[0, 2\]"),
+    "bad-history": (_edited(history=5), "history is not a list"),
+    "bad-model-state": (_edited(model_state=[1]), "model_state is not a state dict"),
+    "wrong-weights": (_edited(model_state={"bogus": torch.zeros(1)}), "weights do not fit lenet"),
+    "bad-data": (_edited(data=[1]), "data is not a data fingerprint"),
+}
+RESUME_CORRUPTIONS = {
+    "no-rng-state": (_edited(generator_state=None), "missing generator_state"),
+    "bad-step": (_edited(step=-1), "step -1 is not an integer"),
+    "bad-optimizer": (_edited(optimizer_state={"state": {}, "param_groups": []}), "bad optimizer or RNG state"),
+    "bad-rng": (_edited(generator_state=torch.zeros(3)), "bad optimizer or RNG state"),
+}
+CASES = ([(name, "final.pt", how) for name in CORRUPTIONS for how in ("load_checkpoint", "train")]
+         + [(name, "last.pt", how) for name in CORRUPTIONS for how in ("load_checkpoint", "train")]
+         + [(name, "last.pt", "train") for name in RESUME_CORRUPTIONS])
 
+
+@pytest.mark.parametrize("corruption, file, how", CASES, ids=["-".join(case) for case in CASES])
+def test_corrupt_checkpoint_is_one_clear_error(subset, real_checkpoints, tmp_path, corruption, file, how):
+    x, y = subset
+    config, genuine = real_checkpoints
+    corrupt, message = {**CORRUPTIONS, **RESUME_CORRUPTIONS}[corruption]
+    path = checkpoint_path(config, tmp_path) / file
+    path.parent.mkdir(parents=True)
+    corrupt(genuine[file], path)
+    with pytest.raises(InvrobError, match=message) as info:
+        if how == "train":
+            train(config, x, y, checkpoint_dir=tmp_path, progress=False, callbacks=[must_not_train])
+        else:
+            load_checkpoint(path, device="cpu")
+    error = info.value
+    text = str(error)
+    assert "\n" not in text and str(path) in text  # one line, naming the file
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+    assert "delete it" in text  # and what to do about it
+
+
+def test_genuine_checkpoints_survive_the_round_trip(subset, real_checkpoints, tmp_path):
+    # The edits above start from files that load: the checks do not refuse good ones.
+    x, y = subset
+    config, genuine = real_checkpoints
+    for file in ("last.pt", "final.pt"):
+        path = tmp_path / file / file
+        path.parent.mkdir()
+        _edited()(genuine[file], path)
+        model, loaded, history = load_checkpoint(path, device="cpu")
+        assert loaded == config and len(history) == (1 if file == "last.pt" else 2)
+
+
+def test_missing_checkpoint_is_one_clear_error(tmp_path):
     with pytest.raises(InvrobError, match="does not exist"):
         load_checkpoint(tmp_path / "nowhere.pt")
+    with pytest.raises(InvrobError, match="holds neither final.pt nor last.pt"):
+        load_checkpoint(tmp_path)
 
 
 # -------------------------------------------------------------------- validation
@@ -242,8 +358,16 @@ def test_bad_data_and_device_fail_first(subset):
 
 def test_config_round_trip_and_slug():
     config = TrainConfig(model="lenet", theta=30, eps=0.1, seed=0, model_kwargs={}, lr=0.01)
-    assert config.slug() == config.id == "lenet-mnist-theta30-eps0.1-seed0"
-    assert TrainConfig(model="stdcnn", theta=22.5, tag="wide").slug() == "stdcnn-mnist-theta22.5-eps0-seed0-wide"
+    assert config.slug() == config.id
+    assert re.fullmatch(r"lenet-mnist-theta30-eps0\.1-seed0-[0-9a-f]{8}", config.slug())
+    assert config.slug().endswith(config.digest()[:8]) and re.fullmatch(r"[0-9a-f]{64}", config.digest())
+    wide = TrainConfig(model="stdcnn", theta=22.5, tag="wide")
+    assert re.fullmatch(r"stdcnn-mnist-theta22\.5-eps0-seed0-wide-[0-9a-f]{8}", wide.slug())
+    assert wide.slug() != TrainConfig(model="stdcnn", theta=22.5).slug()
+    # One spelling per value: 30 == 30.0, -0.0 == 0.0, a default lr == the same lr given.
+    assert TrainConfig(model="lenet", theta=-0.0, eps=-0.0).slug() == TrainConfig(model="lenet").slug()
+    assert TrainConfig(model="lenet", theta=30.0, eps=0.1, lr=0.01).slug() == config.slug()
+    assert TrainConfig(model="lenet", lr=0.01).slug() == TrainConfig(model="lenet").slug()
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert isinstance(config.theta, float)  # 30 and 30.0 are the same run
     with pytest.raises(InvrobError, match="unknown TrainConfig field"):

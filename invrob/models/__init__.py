@@ -26,18 +26,17 @@ from typing import Callable
 
 from torch import nn
 
+from ..data import DATASETS
 from ..errors import InvrobError, check_choice, check_positive_int
 from .gcnn import GCNN
 from .layout import DEFAULT_WIDTH, LAYOUTS
 from .mnist import LeNet, MadryNet
-from .normalize import DATASET_STATS, Normalize, dataset_stats
+from .normalize import Normalize, dataset_stats
 from .resnet import ResNet18
 from .stdcnn import StdCNN
 
 __all__ = ["build_model", "model_names", "count_parameters", "Normalize", "DATASETS",
            "StdCNN", "GCNN", "LeNet", "MadryNet", "ResNet18"]
-
-DATASETS = tuple(DATASET_STATS)
 
 
 def _stdcnn(dataset: str, width: int | None = None) -> nn.Module:

@@ -11,9 +11,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..data import DATASETS
 from ..errors import InvrobError, check_choice
 
-#: Training-set statistics (mean, std) per channel, in [0, 1] pixel units.
+#: Training-set statistics (mean, std) per channel, in [0, 1] pixel units, for
+#: each of :data:`invrob.data.DATASETS`.
 DATASET_STATS = {
     "mnist": ((0.1307,), (0.3081,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -21,8 +23,8 @@ DATASET_STATS = {
 
 
 def dataset_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)`` for a dataset name (``"mnist"`` or ``"cifar10"``)."""
-    check_choice(dataset, DATASET_STATS, "dataset")
+    """``(mean, std)`` for a dataset name (one of :data:`invrob.data.DATASETS`)."""
+    check_choice(dataset, DATASETS, "dataset")
     return DATASET_STATS[dataset]
 
 
