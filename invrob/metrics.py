@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InvrobError, check_positive_int
+from .errors import InvrobError, check_images, check_labels, check_positive_int
 
 
 @contextlib.contextmanager
@@ -33,18 +33,53 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
+def num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    """The model's number of outputs (classes): one forward pass of ``x[:1]`` in eval mode."""
+    with eval_mode(model):
+        return int(model(x[:1].to(model_device(model))).shape[1])
+
+
+def check_model_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
+                       **rules) -> None:
+    """:func:`~invrob.errors.check_images` with the label bound taken from the model.
+
+    Labels must lie in ``[0, C)`` with ``C`` the model's output size, found by one
+    forward pass of a single image (only when there are labels to check, and only
+    after ``x`` itself passed, so a malformed batch never reaches the model).
+    ``rules`` go to ``check_images`` (``ndim``, ``box``, ``empty_ok``).
+    """
+    check_images(x, y, **rules)
+    if y is not None and len(y):
+        check_labels(y, num_classes(model, x))
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int | None]:
+    """Predicted labels on ``x``'s device, and the number of classes (None for empty ``x``)."""
+    check_images(x, box=False)  # any finite features: predict serves non-image models too
+    check_positive_int(batch_size, "batch_size")
+    device = model_device(model)
+    out, classes = [], None
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i:i + batch_size].to(device))
+            classes = logits.shape[1]
+            out.append(logits.argmax(1).to(x.device))
+    pred = torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)
+    return pred, classes
+
+
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels for ``x`` (returned on ``x``'s device)."""
-    device = model_device(model)
-    with eval_mode(model):
-        out = [model(x[i:i + batch_size].to(device)).argmax(1).to(x.device)
-               for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)
+    return _predict(model, x, batch_size)[0]
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``x`` classified as ``y``."""
-    return (predict(model, x, batch_size) == y.to(x.device)).float().mean().item()
+    """Fraction of ``x`` classified as ``y`` (labels must lie in [0, number of outputs))."""
+    check_images(x, y, box=False)
+    pred, classes = _predict(model, x, batch_size)
+    check_labels(y, classes)
+    return (pred == y.to(x.device)).float().mean().item()
 
 
 # ------------------------------------------------------------ confidence intervals

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InvrobError, check_positive_int, check_theta
-from .metrics import eval_mode, model_device
+from .metrics import check_model_inputs, eval_mode, model_device
 
 __all__ = ["rotate", "random_angles", "random_rotate", "rotated_accuracy", "worst_of_k_accuracy"]
 
@@ -152,21 +152,20 @@ def _theta_grid(thetas) -> list[float]:
     return [check_theta(t) for t in thetas]
 
 
-def _check_data(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+def _check_data(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+    """A non-empty batch of finite images in [0, 1], labels in [0, the model's classes)."""
     check_positive_int(batch_size, "batch_size")
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise InvrobError("x must be a tensor of images of shape (N, C, H, W)")
-    if len(x) != len(y):
-        raise InvrobError(f"x and y must have the same length, got {len(x)} and {len(y)}")
-    if len(x) == 0:
-        raise InvrobError("x is empty: need at least one image to measure accuracy")
+    check_model_inputs(model, x, y, ndim=4, empty_ok=False)
 
 
 @torch.no_grad()
 def _correct_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scales: torch.Tensor,
                   u: torch.Tensor, batch_size: int, progress: bool = False,
-                  desc: str = "rotations") -> torch.Tensor:
+                  desc: str = "rotations", loss: bool = False):
     """Boolean (T, N): is image n classified correctly when rotated by ``scales[t] * u[n]``?
+
+    With ``loss``: also the (T, N) cross-entropy of each rotated image, as a pair
+    (what the worst-of-k attack of :mod:`invrob.attacks.spatial` ranks angles by).
 
     The (angle, image) pairs are processed in chunks of at most ``batch_size``
     rotated images: images come in blocks of ``batch_size // T``, each block is
@@ -180,6 +179,7 @@ def _correct_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scales: to
     u = u.to(device=device, dtype=torch.float64)
     block = max(1, batch_size // t_count)
     correct = torch.zeros(t_count, n, dtype=torch.bool, device=device)
+    losses = torch.zeros(t_count, n, device=device) if loss else None
     starts = range(0, n, block)
     if progress:
         from tqdm import tqdm  # text bars: render in executed notebooks and the book alike
@@ -193,9 +193,11 @@ def _correct_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scales: to
             for c in range(0, t_count * b, batch_size):
                 flat = torch.arange(c, min(c + batch_size, t_count * b), device=device)
                 img, t = flat % b, flat // b
-                pred = model(rotate(xb[img], angles[flat])).argmax(1)
-                correct[t, start + img] = pred == yb[img]
-    return correct
+                logits = model(rotate(xb[img], angles[flat]))
+                correct[t, start + img] = logits.argmax(1) == yb[img]
+                if loss:
+                    losses[t, start + img] = F.cross_entropy(logits.float(), yb[img], reduction="none")
+    return (correct, losses) if loss else correct
 
 
 def rotated_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thetas: Iterable[float],
@@ -214,7 +216,7 @@ def rotated_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thetas:
     grid = _theta_grid(thetas)
     if not grid:
         raise InvrobError("thetas is empty: give at least one angle range in [0, 180]")
-    _check_data(x, y, batch_size)
+    _check_data(model, x, y, batch_size)
     generator = torch.Generator().manual_seed(int(seed))
     u = 2.0 * torch.rand(len(x), generator=generator, dtype=torch.float64) - 1.0
     correct = _correct_grid(model, x, y, torch.tensor(grid, dtype=torch.float64), u,
@@ -230,13 +232,11 @@ def worst_of_k_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thet
     An image counts as correct only if it is classified correctly at *all* k
     angles evenly spaced in ``[-theta, theta]`` (``numpy.linspace``; k = 1 is
     the single angle 0, i.e. the clean accuracy). A lower bound on accuracy at
-    any fixed angle of the grid.
+    any fixed angle of the grid. Computed by the grid attack
+    :class:`invrob.attacks.RotationGrid` (whose ``x_adv`` is the failing rotation).
     """
-    theta = check_theta(theta)
-    check_positive_int(k, "k")
-    _check_data(x, y, batch_size)
-    angles = np.linspace(-theta, theta, k) if k > 1 else np.zeros(1)
-    correct = _correct_grid(model, x, y, torch.tensor(angles, dtype=torch.float64),
-                            torch.ones(len(x), dtype=torch.float64), batch_size,
-                            desc="worst-of-k")
-    return correct.all(0).double().mean().item()
+    # Deferred import: invrob.attacks builds on this module (rotate, _correct_grid).
+    from .attacks.spatial import RotationGrid
+
+    attack = RotationGrid(model, theta, k, batch_size)
+    return attack.correct_grid(x, y).all(0).double().mean().item()

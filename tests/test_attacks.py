@@ -1,4 +1,4 @@
-"""PGD / FGSM, robust accuracy over ε grids and minimal perturbations.
+"""PGD / FGSM / APGD / rotation grid, robust accuracy over ε grids and minimal perturbations.
 
 Checked against (a) the constraint set, (b) closed forms on linear models, where
 the optimal ℓp attack is known, (c) torchattacks, an independent PGD, on a small
@@ -14,7 +14,8 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from invrob.attacks import FGSM, PGD, minimal_perturbation, pgd, pgd_training_examples, robust_accuracy
+from invrob.attacks import (APGD, FGSM, PGD, Attack, RotationGrid, minimal_perturbation, pgd,
+                            pgd_training_examples, robust_accuracy)
 from invrob.errors import InvrobError
 from invrob.metrics import accuracy, predict
 
@@ -378,3 +379,138 @@ def test_margin_loss_tightens_multiclass_distances():
                                          loss=loss) / true).median().item() for loss in ("ce", "margin")}
     assert ratio["margin"] >= 1 - 1e-3
     assert ratio["margin"] < ratio["ce"] - 0.1 and ratio["margin"] < 1.3  # measured: 1.21 vs 1.45
+
+
+# --------------------------------------------------------------------------- the attack contract
+
+def _contract_attacks(model, eps_linf=0.1, eps_l2=1.5):
+    """Every attack class, each built the way a caller would: (attack, ℓp norm or None).
+    Keys: :data:`CONTRACT`."""
+    gen = torch.Generator().manual_seed(0)
+    return {
+        "pgd-linf": (PGD(model, eps_linf, steps=10, generator=gen), "linf"),
+        "pgd-l2": (PGD(model, eps_l2, norm="l2", steps=10, generator=gen), "l2"),
+        "fgsm-linf": (FGSM(model, eps_linf), "linf"),
+        "fgsm-l2": (FGSM(model, eps_l2, norm="l2"), "l2"),
+        "apgd-ce": (APGD(model, eps_linf, steps=10), "linf"),
+        "apgd-dlr": (APGD(model, eps_linf, steps=10, loss="dlr"), "linf"),
+        "apgd-l2": (APGD(model, eps_l2, steps=10, norm="l2"), "l2"),
+        "rotation-grid": (RotationGrid(model, 30.0, k=7), None),
+    }
+
+
+CONTRACT = ["pgd-linf", "pgd-l2", "fgsm-linf", "fgsm-l2", "apgd-ce", "apgd-dlr", "apgd-l2", "rotation-grid"]
+
+
+@pytest.mark.parametrize("which", CONTRACT)
+def test_every_attack_follows_the_contract(mnist, which):
+    model, x, y = mnist
+    x, y = x[:100], y[:100]
+    attack, norm = _contract_attacks(model)[which]
+    assert isinstance(attack, Attack) and attack.model is model and isinstance(attack.name, str)
+    model.train()
+    x_adv = attack(x, y)
+    assert model.training and all(p.requires_grad for p in model.parameters())  # state restored
+    assert all(p.grad is None for p in model.parameters())
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and x_adv.device == x.device, which
+    assert x_adv.min() >= 0 and x_adv.max() <= 1, which
+    if norm is not None:                                        # inside the ε-ball
+        assert (flat_norm(x_adv - x, norm) <= attack.eps + 1e-5).all(), which
+    else:                                                       # one of the grid's rotations
+        from invrob.rotations import rotate
+        angles = attack.angles
+        rotated = torch.stack([rotate(x, float(a)) for a in angles])           # (k, N, ...)
+        match = (rotated - x_adv[None]).flatten(2).abs().amax(2) <= 1e-6      # (k, N)
+        assert match.any(0).all(), which
+    clean = accuracy(model, x, y)
+    assert accuracy(model, x_adv, y) < clean - 0.1, which       # the attack really attacks
+    # perturb: (x_adv, fooled) on the model's device, fooled = misclassified.
+    with torch.no_grad():
+        adv, fooled = attack.perturb(x, y)
+        assert torch.equal(fooled, model(adv).argmax(1) != y), which
+    # with_eps: a copy at another budget; budget 0 (ε = 0, or φ = 0: every angle 0°) moves nothing.
+    zero = attack.with_eps(0.0)
+    assert zero is not attack and attack.eps > 0 and zero.eps == 0
+    assert torch.equal(zero(x, y), x), which
+
+
+def test_robust_accuracy_with_explicit_attacks(mnist):
+    model, x, y = mnist
+    grid = [0.0, 0.05, 0.1]
+    df = robust_accuracy(model, x, y, grid, attack=APGD(model, 0.1, steps=10, seed=2), batch_size=len(x))
+    assert list(df.columns) == ["eps", "accuracy", "n", "norm", "steps", "restarts"]
+    assert df["eps"].tolist() == grid and (df["norm"] == "linf").all() and (df["steps"] == 10).all()
+    assert df["accuracy"].iloc[0] == pytest.approx(accuracy(model, x, y), abs=1e-6)
+    assert df["accuracy"].is_monotonic_decreasing and df["accuracy"].iloc[2] < df["accuracy"].iloc[0] - 0.2
+    # The same APGD run directly on the whole batch gives the same number at ε = 0.1.
+    direct = accuracy(model, APGD(model, 0.1, steps=10, seed=2)(x, y), y)
+    assert df["accuracy"].iloc[2] == pytest.approx(direct, abs=1e-6)
+    # APGD and our PGD agree within a few points (no gradient masking on an MLP).
+    ours = robust_accuracy(model, x, y, grid, steps=20)
+    assert (ours["accuracy"] - df["accuracy"]).abs().max() <= 0.05
+    # An explicit PGD is the default path: identical numbers.
+    explicit = robust_accuracy(model, x, y, grid, attack=PGD(model, 0.0, steps=20,
+                                                            generator=torch.Generator().manual_seed(0)))
+    assert explicit.equals(ours)
+    # FGSM runs the stacked grid too, and is weaker than PGD.
+    fgsm = robust_accuracy(model, x, y, grid, attack=FGSM(model, 0.0))
+    assert (fgsm["accuracy"] >= ours["accuracy"] - 1e-9).all() and fgsm["steps"].iloc[0] == 1
+
+
+def test_robust_accuracy_rejects_mixed_settings(mnist):
+    model, x, y = mnist
+    other = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(InvrobError, match="default PGD"):
+        robust_accuracy(model, x, y, [0.1], attack=PGD(model, 0.1), steps=10)
+    with pytest.raises(InvrobError, match="another model"):
+        robust_accuracy(model, x, y, [0.1], attack=PGD(other, 0.1))
+    with pytest.raises(InvrobError, match="must be an invrob.attacks.Attack"):
+        robust_accuracy(model, x, y, [0.1], attack=lambda x, y: x)
+
+
+# --------------------------------------------------------------------------- NaN images, bad labels
+
+def _with_nan(x):
+    x = x.clone()
+    x[1, 0, 2, 3] = float("nan")
+    return x
+
+
+def _with_inf(x):
+    x = x.clone()
+    x[0, 0, 0, 0] = float("inf")
+    return x
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+@pytest.mark.parametrize("call", [
+    lambda m, x, y: PGD(m, 0.1, steps=3)(x, y),
+    lambda m, x, y: FGSM(m, 0.1)(x, y),
+    lambda m, x, y: APGD(m, 0.1, steps=3)(x, y),
+    lambda m, x, y: RotationGrid(m, 10.0, k=3)(x, y),
+    lambda m, x, y: robust_accuracy(m, x, y, [0.0, 0.1], steps=3),
+    lambda m, x, y: minimal_perturbation(m, x, y, bisection_steps=2, steps=3),
+])
+def test_non_finite_images_are_refused(call, bad):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    x = _with_nan(x) if bad == "nan" else _with_inf(x)
+    with pytest.raises(InvrobError, match="NaN or infinite"):
+        call(model, x, y)
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 3, 0], [0, -1, 2, 0], [0, 1, 2, 10]])
+@pytest.mark.parametrize("call", [
+    lambda m, x, y: PGD(m, 0.1, steps=3)(x, y),
+    lambda m, x, y: FGSM(m, 0.1)(x, y),
+    lambda m, x, y: APGD(m, 0.1, steps=3)(x, y),
+    lambda m, x, y: RotationGrid(m, 10.0, k=3)(x, y),
+    lambda m, x, y: robust_accuracy(m, x, y, [0.0, 0.1], steps=3),
+    lambda m, x, y: minimal_perturbation(m, x, y, bisection_steps=2, steps=3),
+])
+def test_labels_outside_the_models_classes_are_refused(call, labels):
+    """The model has 3 outputs: labels must lie in [0, 3) (not an IndexError inside torch)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor(labels)
+    with pytest.raises(InvrobError, match=r"class labels in \[0, "):
+        call(model, x, y)

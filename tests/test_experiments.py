@@ -69,3 +69,23 @@ def test_subspace_table_has_its_controls(lenet, points):
     # and confining the noise to the digits' pixels makes it overlap more
     assert at5["adversarial vs adversarial"] > at5["random vs random"] + 0.3
     assert at5["support-random vs rotation"] > at5["random vs random"]
+
+
+def test_gradient_masking_check_runs_the_three_attacks(lenet, points):
+    import torchattacks
+
+    from invrob.metrics import accuracy
+
+    x, y = points[0][:64], points[1][:64]
+    trained = lenet[:1]
+    table = ex.gradient_masking_check(trained, x, y, eps=0.1, steps=5, strong_steps=10, restarts=2, seed=0)
+    assert table["attack"].tolist() == ["PGD-5", "PGD-10x2", "APGD-CE-10"]
+    assert (table["n"] == 64).all() and (table["model"] == "lenet").all()
+    acc = table.set_index("attack")["accuracy"]
+    assert acc["PGD-10x2"] <= acc["PGD-5"] + 1 / 64          # more steps and restarts: never weaker
+    assert acc["PGD-5"] < accuracy(trained[0][1], x, y)      # the attacks bite
+    # The APGD row is torchattacks' APGD itself, run independently on the same points.
+    model = trained[0][1]
+    x_ref = torchattacks.APGD(model, norm="Linf", eps=0.1, steps=10, n_restarts=1, seed=0, loss="ce")(x, y)
+    assert acc["APGD-CE-10"] == pytest.approx(accuracy(model, x_ref, y), abs=1e-6)
+    assert abs(acc["APGD-CE-10"] - acc["PGD-10x2"]) <= 0.1   # no gradient masking on a LeNet

@@ -184,3 +184,61 @@ def test_random_subspace_cosines_match_known_expectations():
     k = 10
     sums = [np.sum(random_subspace_cosines(dim, k, n_trials=1, seed=s) ** 2) for s in range(100)]
     assert np.mean(sums) == pytest.approx(k * k / dim, abs=0.01)  # standard error ≈ 0.002
+
+
+# ------------------------------------------------------------------ input validation
+
+def test_accuracy_refuses_labels_outside_the_models_outputs():
+    x = torch.tensor([[3.0, 1, 0], [0, 5, 1], [0, 1, 2], [9, 0, 1]])
+    model = Pick()                                       # 3 outputs: labels 0, 1, 2
+    assert accuracy(model, x, torch.tensor([0, 1, 2, 2])) == pytest.approx(0.75)
+    with pytest.raises(InvrobError, match=r"class labels in \[0, 3\) \(the model has 3 outputs\)"):
+        accuracy(model, x, torch.tensor([0, 1, 3, 0]), batch_size=2)
+    with pytest.raises(InvrobError, match=r"class labels in \[0, .*got labels in \[-1, 2\]"):
+        accuracy(model, x, torch.tensor([0, -1, 2, 0]))
+    with pytest.raises(InvrobError):
+        accuracy(model, x, torch.tensor([0.0, 1.0, 2.0, 0.0]))   # float labels
+    with pytest.raises(InvrobError):
+        accuracy(model, x, torch.tensor([0, 1, 2]))              # one label short
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_predict_and_accuracy_refuse_non_finite_inputs(value):
+    x = torch.tensor([[3.0, 1, 0], [0, 5, 1], [0, 1, 2], [9, 0, 1]])
+    x[2, 1] = value
+    with pytest.raises(InvrobError, match="1 NaN or infinite"):
+        predict(Pick(), x)
+    with pytest.raises(InvrobError, match="NaN or infinite"):
+        accuracy(Pick(), x, torch.tensor([0, 1, 2, 0]))
+
+
+def test_check_images_is_the_one_image_check():
+    from invrob.errors import check_images
+    from invrob.metrics import check_model_inputs
+
+    x, y = torch.rand(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
+    check_images(x, y, num_classes=3)                     # fine: returns quietly
+    check_images(x[:0], y[:0])                            # empty is fine by default
+    bad = {
+        "not float": lambda: check_images((x * 255).long()),
+        "1-D": lambda: check_images(torch.rand(5)),
+        "ndim": lambda: check_images(x.flatten(1), ndim=4),
+        "empty": lambda: check_images(x[:0], empty_ok=False),
+        "box": lambda: check_images(x * 2),
+        "nan": lambda: check_images(torch.where(x > 0.5, x, torch.nan)),
+        "float labels": lambda: check_images(x, y.float()),
+        "bool labels": lambda: check_images(x, y > 0),
+        "label count": lambda: check_images(x, y[:4]),
+        "label range": lambda: check_images(x, y, num_classes=2),
+        "negative label": lambda: check_images(x, -y),
+    }
+    for name, call in bad.items():
+        with pytest.raises(InvrobError):
+            call()
+            pytest.fail(name)
+    check_images(x * 2, box=False)                        # features outside [0, 1] on request
+    # With a model at hand the bound is its output size (a 3-output linear model).
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    check_model_inputs(model, x, y)
+    with pytest.raises(InvrobError, match=r"\[0, 3\) \(the model has 3 outputs\)"):
+        check_model_inputs(model, x, torch.tensor([0, 1, 2, 3, 0]))

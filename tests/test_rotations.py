@@ -287,3 +287,81 @@ def test_worst_of_k_bounds(mnist, template_model):
     assert abs(worst - ok.float().mean().item()) <= 1.0 / len(x)
     # a finer grid that contains the k=10 grid (k=19) can only find more failures
     assert worst_of_k_accuracy(template_model, x, y, 30.0, k=19) <= worst + 1.0 / len(x)
+
+
+class RotatedTemplateDetector(nn.Module):
+    """Right (class 0) on every input except copies of its templates (class 1, wrong).
+
+    The templates are the evaluated images pre-rotated by a known angle each, so
+    the model fails at exactly that angle: a rotation 5° off is ~20x farther (mean
+    squared) than the tolerance. Logits ``1000 · (d, tol)`` with ``d`` the distance
+    to the nearest template: the closer a rotation comes to the failing angle, the
+    larger its cross-entropy for label 0.
+    """
+
+    def __init__(self, templates, tol=1e-3):
+        super().__init__()
+        self.register_buffer("templates", templates)
+        self.tol = tol
+
+    def forward(self, x):
+        d = ((x[:, None] - self.templates[None]) ** 2).flatten(2).mean(2).amin(1)
+        return 1000 * torch.stack([d, torch.full_like(d, self.tol)], 1)
+
+
+def test_rotation_grid_finds_the_one_failing_angle(mnist):
+    from invrob.attacks import RotationGrid, robust_accuracy
+
+    x = mnist[0][:16]
+    y = torch.zeros(16, dtype=torch.long)
+    worst = torch.where(torch.arange(16) % 2 == 0, 20.0, -10.0)      # the failing angle of each image
+    model = RotatedTemplateDetector(rotate(x, worst))
+    assert accuracy(model, x, y) == 1.0
+    # Grid -30, -20, ..., 30 contains both failing angles: every image is broken, at its angle.
+    attack = RotationGrid(model, 30.0, k=7)
+    x_adv = attack(x, y)
+    assert torch.allclose(x_adv, rotate(x, worst), atol=1e-6, rtol=0)
+    assert accuracy(model, x_adv, y) == 0.0
+    wrong = ~attack.correct_grid(x, y)                                # (k, N)
+    assert (wrong.sum(0) == 1).all()                                  # exactly one failing angle each
+    assert torch.equal(attack.angles[wrong.int().argmax(0)].float(), worst)
+    assert worst_of_k_accuracy(model, x, y, 30.0, k=7) == 0.0
+    # Grid -30, -15, 0, 15, 30 misses both: nobody is broken, and the attack returns the
+    # largest-loss rotation, the grid angle nearest the failing one.
+    miss = RotationGrid(model, 30.0, k=5)
+    x_miss = miss(x, y)
+    assert accuracy(model, x_miss, y) == 1.0 and worst_of_k_accuracy(model, x, y, 30.0, k=5) == 1.0
+    assert torch.allclose(x_miss, rotate(x, torch.where(worst > 0, 15.0, -15.0)), atol=1e-6, rtol=0)
+    # Over a φ grid: φ = 10 reaches only the −10° images.
+    frame = robust_accuracy(model, x, y, [0.0, 10.0, 30.0], attack=RotationGrid(model, 0.0, k=7))
+    assert frame["accuracy"].tolist() == [1.0, 0.5, 0.0]
+    assert (frame["norm"] == "rotation").all() and (frame["steps"] == 7).all()
+
+
+def test_robust_accuracy_with_the_grid_matches_worst_of_k(mnist, template_model):
+    from invrob.attacks import RotationGrid, robust_accuracy
+
+    x, y = mnist[0][:200], mnist[1][:200]
+    phis = [0.0, 15.0, 45.0]
+    frame = robust_accuracy(template_model, x, y, phis, attack=RotationGrid(template_model, 0.0, k=9),
+                            batch_size=64)
+    direct = [worst_of_k_accuracy(template_model, x, y, phi, k=9) for phi in phis]
+    # cummax may only lower a φ whose grid missed a failure found at a smaller φ
+    assert (frame["accuracy"] <= np.array(direct) + 1e-12).all()
+    assert frame["accuracy"].iloc[0] == direct[0] and frame["accuracy"].iloc[1] == direct[1]
+    assert abs(frame["accuracy"].iloc[2] - direct[2]) <= 0.03 and direct[2] < direct[0] - 0.1
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "label"])
+def test_non_finite_images_and_bad_labels_raise(mnist, template_model, bad):
+    x, y = mnist[0][:10].clone(), mnist[1][:10].clone()
+    if bad == "label":
+        y[3] = 10                                   # the template model has 10 classes: 0..9
+        match = r"class labels in \[0, 10\)"
+    else:
+        x[2, 0, 5, 5] = float("nan") if bad == "nan" else float("-inf")
+        match = "NaN or infinite"
+    with pytest.raises(InvrobError, match=match):
+        rotated_accuracy(template_model, x, y, [0.0, 30.0])
+    with pytest.raises(InvrobError, match=match):
+        worst_of_k_accuracy(template_model, x, y, 30.0, k=3)
