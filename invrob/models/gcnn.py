@@ -179,10 +179,15 @@ class GCNN(nn.Module):
                        enn.InnerBatchNorm(out), enn.ReLU(out, inplace=True)]
             ftype = out
         self.features = enn.SequentialModule(*layers)
-        self.gpool = enn.GroupPooling(ftype)
-        self.fc = nn.Linear(len(self.gpool.out_type), num_classes)
+        self.group_size = space.regular_repr.size
+        self.fc = nn.Linear(len(ftype), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = enn.GeometricTensor(self.normalize(x), self.in_type)
-        h = self.gpool(self.features(h)).tensor  # (N, fields, H, W), invariant per pixel
+        h = self.features(h).tensor
+        # Group pooling: the max over each regular field's |G| channels, invariant per pixel.
+        # The same values as e2cnn's GroupPooling, which always returns float32; this
+        # keeps the input's dtype (float64 smoke runs are reproducible across CPUs).
+        n, c, height, width = h.shape
+        h = h.view(n, c // self.group_size, self.group_size, height, width).amax(2)
         return self.fc(h.amax(dim=(2, 3)))

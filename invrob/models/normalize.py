@@ -39,8 +39,8 @@ class Normalize(nn.Module):
         super().__init__()
         if len(mean) != len(std) or not all(s > 0 for s in std):
             raise InvrobError(f"Normalize needs one positive std per mean, got mean={mean!r} std={std!r}")
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.get_default_dtype()).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.get_default_dtype()).view(1, -1, 1, 1))
 
     @property
     def channels(self) -> int:
