@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from tqdm import tqdm  # text bars: render in executed notebooks and the book alike
 
-from .attacks import PGD, minimal_perturbation, robust_accuracy
+from .attacks import APGD, PGD, minimal_perturbation, robust_accuracy
 from .data import load_dataset
-from .metrics import bootstrap_ci, predict
+from .metrics import bootstrap_ci, model_device, predict
 from .rotations import rotated_accuracy, worst_of_k_accuracy
 from .train import TrainConfig, train
 
@@ -35,10 +35,15 @@ def subset(x: torch.Tensor, y: torch.Tensor, size: int | None, seed: int = 0):
 
 
 def load_split(dataset: str, train_size: int | None, test_size: int | None, data_root=None):
-    """Training and test subsets of ``dataset`` (fixed subsets, so every model sees the same points)."""
+    """Training and test subsets of ``dataset`` (fixed subsets, so every model sees the same points).
+
+    Images come in torch's default dtype (float32 unless a profile chose float64:
+    :func:`invrob.profiles.use_dtype`), so that data and models agree.
+    """
+    dtype = torch.get_default_dtype()
     x_train, y_train = subset(*load_dataset(dataset, data_root, train=True), train_size)
     x_test, y_test = subset(*load_dataset(dataset, data_root, train=False), test_size)
-    return x_train, y_train, x_test, y_test
+    return x_train.to(dtype), y_train, x_test.to(dtype), y_test
 
 
 def study_configs(settings, dataset: str = "mnist") -> list[TrainConfig]:
@@ -193,20 +198,18 @@ def gradient_masking_check(trained: Trained, x, y, eps: float, steps: int, stron
     A large gap between the attacks would mean gradient masking: PGD's numbers
     could not be trusted. Columns: the tags, eps, attack, accuracy, n.
     """
-    import torchattacks
+    labels = [f"PGD-{steps}", f"PGD-{strong_steps}x{restarts}", f"APGD-CE-{strong_steps}"]
 
     def measure(model):
-        ours = robust_accuracy(model, x, y, [eps], steps=steps, seed=seed)["accuracy"].item()
-        strong = robust_accuracy(model, x, y, [eps], steps=strong_steps, restarts=restarts,
-                                 seed=seed)["accuracy"].item()
-        device = next(model.parameters()).device
-        apgd = torchattacks.APGD(model, norm="Linf", eps=eps, steps=strong_steps, n_restarts=1,
-                                 seed=seed, loss="ce")
-        x_adv = apgd(x.to(device), y.to(device))
-        apgd_acc = (predict(model, x_adv) == y.to(x_adv.device)).float().mean().item()
-        return pd.DataFrame({"eps": eps, "attack": [f"PGD-{steps}", f"PGD-{strong_steps}x{restarts}",
-                                                    f"APGD-CE-{strong_steps}"],
-                             "accuracy": [ours, strong, apgd_acc], "n": len(x)})
+        attacks = [PGD(model, eps, steps=steps, generator=torch.Generator().manual_seed(seed)),
+                   PGD(model, eps, steps=strong_steps, restarts=restarts,
+                       generator=torch.Generator().manual_seed(seed)),
+                   APGD(model, eps, steps=strong_steps, seed=seed, loss="ce")]
+        # One batch for APGD: it reseeds at every call, so chunks would change its draws.
+        sizes = [500, 500, max(1, len(x))]
+        accs = [robust_accuracy(model, x, y, [eps], attack=a, batch_size=b)["accuracy"].item()
+                for a, b in zip(attacks, sizes)]
+        return pd.DataFrame({"eps": eps, "attack": labels, "accuracy": accs, "n": len(x)})
     return _tagged(trained, measure, False, "masking check")
 
 
@@ -221,7 +224,7 @@ def perturbations(model: nn.Module, x, y, eps: float, steps: int, small_angles: 
 
     attack = PGD(model, eps=eps, steps=steps, early_stop=False,
                  generator=torch.Generator().manual_seed(seed))
-    device = next(model.parameters()).device
+    device = model_device(model)
     adversarial = (attack(x.to(device), y.to(device)).cpu() - x).flatten(1)
     angles = torch.tensor(list(small_angles), dtype=x.dtype)
     stacked = x.repeat(len(angles), 1, 1, 1)
