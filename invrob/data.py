@@ -195,6 +195,8 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True,
 
     root = data_root(root)
     folder = root / "cifar-10-batches-py"
+    if (folder / CIFAR10_FIXTURE_MARKER).exists():  # a small stand-in built by write_cifar10_folder
+        return _read_cifar10_batches(folder, train)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             dataset = CIFAR10(str(root), train=train, download=download and not cifar10_available(root))
@@ -206,6 +208,66 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True,
                           f"({type(error).__name__}); " + CIFAR10_HELP.format(folder=folder)) from None
     x = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
     return x, torch.as_tensor(dataset.targets, dtype=torch.int64)
+
+
+CIFAR10_FIXTURE_MARKER = "invrob-stand-in.txt"
+_CIFAR10_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def write_cifar10_folder(root: str | os.PathLike, x: torch.Tensor, y: torch.Tensor) -> Path:
+    """Write ``(x, y)`` as a ``cifar-10-batches-py`` folder in torchvision's on-disk format.
+
+    The same images serve as the training set (spread over the five training
+    batches) and as the test set. A marker file says that the folder is a
+    stand-in, so that :func:`load_cifar10` reads it directly instead of through
+    torchvision, whose checksums only the real CIFAR-10 passes. Tests build one
+    from the 20-image sample (:func:`load_cifar10_sample`) to run every CIFAR-10
+    code path of the notebooks without the real data.
+    """
+    import pickle
+
+    x, y = _checked_images(x, y, channels=3, size=32)
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = (x * 255).round().to(torch.uint8).reshape(len(x), -1).numpy()  # rows of R, G, B planes
+    labels = y.tolist()
+    parts = np.array_split(np.arange(len(x)), len(_CIFAR10_TRAIN_BATCHES))
+    batches = {name: part for name, part in zip(_CIFAR10_TRAIN_BATCHES, parts)}
+    batches["test_batch"] = np.arange(len(x))
+    for name, index in batches.items():
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"batch_label": name, "labels": [labels[i] for i in index],
+                         "data": pixels[index], "filenames": [f"{name}_{i}.png" for i in index]}, handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": len(x),
+                     "num_vis": 3072}, handle)
+    (folder / CIFAR10_FIXTURE_MARKER).write_text(
+        f"{len(x)} images written by invrob.data.write_cifar10_folder; not the real CIFAR-10.\n")
+    return folder
+
+
+def _checked_images(x: torch.Tensor, y: torch.Tensor, channels: int, size: int):
+    if tuple(x.shape[1:]) != (channels, size, size) or len(y) != len(x):
+        raise InvrobError(f"expected images ({channels}, {size}, {size}) with one label each, "
+                          f"got {tuple(x.shape)} and {len(y)} labels")
+    return x.detach().cpu(), y.detach().cpu()
+
+
+def _read_cifar10_batches(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batches of a ``cifar-10-batches-py`` folder, read as torchvision reads them."""
+    import pickle
+
+    images, labels = [], []
+    for name in (_CIFAR10_TRAIN_BATCHES if train else ["test_batch"]):
+        try:
+            with open(folder / name, "rb") as handle:
+                entry = pickle.load(handle, encoding="latin1")
+            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels += list(entry["labels"])
+        except Exception as error:
+            raise InvrobError(f"CIFAR-10 batch {folder / name} is missing or corrupt ({error})") from None
+    x = torch.from_numpy(np.concatenate(images)).float().div_(255.0).contiguous()
+    return x, torch.as_tensor(labels, dtype=torch.int64)
 
 
 def load_cifar10_sample(root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,8 +27,11 @@ def study_notebooks(folder: Path = REPO / "notebooks") -> list[Path]:
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_notebook(source: Path, dest: Path, profile: str, **parameters) -> float:
+def run_notebook(source: Path, dest: Path, profile: str, cwd: Path | None = None, **parameters) -> float:
     """Run one notebook with papermill; the executed copy appears atomically. Returns seconds.
+
+    The kernel runs in ``cwd`` (default: the repository), with the environment of
+    this process (``INVROB_DATA``, thread counts, CPU kernel selection).
 
     A failing notebook is kept as ``<dest stem>.failed.ipynb`` (its outputs are
     the evidence) and reported as one :class:`InvrobError` line.
@@ -41,7 +44,7 @@ def run_notebook(source: Path, dest: Path, profile: str, **parameters) -> float:
     try:
         papermill.execute_notebook(
             str(source), str(tmp), parameters={"profile": profile, **parameters},
-            cwd=str(REPO), kernel_name="python3", progress_bar=False, language="python")
+            cwd=str(cwd or REPO), kernel_name="python3", progress_bar=False, language="python")
     except papermill.PapermillExecutionError as error:
         failed = dest.with_name(f"{dest.stem}.failed.ipynb")
         tmp.replace(failed)
@@ -88,7 +91,33 @@ def tidy_streams(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def record_time(profile: str, notebook: str, seconds: float) -> Path:
+def run_all(profile: str, dest: Path, workdir: Path | None = None, only: list[str] | None = None,
+            fresh: bool = False, log=print) -> dict[str, float]:
+    """Run the study notebooks in order at ``profile``; return each one's wall time in seconds.
+
+    ``workdir`` (default: the repository) is the kernels' working directory, where
+    ``results/<profile>`` and ``checkpoints/<profile>`` land; ``fresh`` deletes
+    both first (retrain everything). Each time is recorded in
+    ``results/<profile>/notebook_times.csv`` for the book's cost table.
+    """
+    check_choice(profile, PROFILES, "profile")
+    workdir = Path(workdir or REPO)
+    notebooks = [nb for nb in study_notebooks() if not only or nb.stem in only]
+    if not notebooks:
+        raise InvrobError(f"no notebooks matched {only}")
+    if fresh:
+        for folder in ("results", "checkpoints"):
+            shutil.rmtree(workdir / folder / profile, ignore_errors=True)
+    seconds = {}
+    for notebook in notebooks:
+        log(f"[{profile}] {notebook.name} ...")
+        seconds[notebook.stem] = run_notebook(notebook, Path(dest) / notebook.name, profile, cwd=workdir)
+        log(f"[{profile}] {notebook.name} done in {seconds[notebook.stem]:.0f} s")
+        record_time(profile, notebook.stem, seconds[notebook.stem], workdir)
+    return seconds
+
+
+def record_time(profile: str, notebook: str, seconds: float, workdir: Path | None = None) -> Path:
     """Upsert the wall time of one notebook run into ``results/<profile>/notebook_times.csv``.
 
     A notebook that reloaded its models from checkpoints is fast; the table then
@@ -96,7 +125,7 @@ def record_time(profile: str, notebook: str, seconds: float) -> Path:
     """
     import pandas as pd
 
-    path = REPO / "results" / profile / "notebook_times.csv"
+    path = Path(workdir or REPO) / "results" / profile / "notebook_times.csv"
     row = pd.DataFrame([{"notebook": notebook, "seconds": round(seconds, 1), "cpus": os.cpu_count(),
                          "finished": time.strftime("%Y-%m-%d %H:%M")}])
     if path.exists():
@@ -111,22 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", default=str(REPO / "book" / "experiments"),
                         help="folder for the executed notebooks")
     parser.add_argument("--only", nargs="*", default=None, help="notebook stems to run")
+    parser.add_argument("--workdir", default=str(REPO),
+                        help="working directory of the notebooks (results/ and checkpoints/ go there)")
     parser.add_argument("--fresh", action="store_true",
                         help="delete results/<profile> and checkpoints/<profile> first (retrain everything)")
     args = parser.parse_args(argv)
     try:
-        check_choice(args.profile, PROFILES, "profile")
-        notebooks = [nb for nb in study_notebooks() if not args.only or nb.stem in args.only]
-        if not notebooks:
-            raise InvrobError(f"no notebooks matched {args.only}")
-        if args.fresh:
-            for folder in ("results", "checkpoints"):
-                shutil.rmtree(REPO / folder / args.profile, ignore_errors=True)
-        for notebook in notebooks:
-            print(f"[{args.profile}] {notebook.name} ...", flush=True)
-            seconds = run_notebook(notebook, Path(args.dest) / notebook.name, args.profile)
-            print(f"[{args.profile}] {notebook.name} done in {seconds:.0f} s", flush=True)
-            record_time(args.profile, notebook.stem, seconds)
+        run_all(args.profile, Path(args.dest), Path(args.workdir), args.only, args.fresh,
+                log=lambda line: print(line, flush=True))
     except InvrobError as error:
         print(f"invrob: {error}", file=sys.stderr)
         return 2
