@@ -1,7 +1,14 @@
 """The ``invrob`` command: ``invrob <command> [options]``.
 
-Each command is a module with a ``main(argv, prog) -> exit code``; ``invrob sweep FILE``
-is ``python -m invrob.sweep FILE``.
+Each command is a module with a ``main(argv, prog) -> exit code``:
+
+- ``invrob run`` is ``python -m invrob.runbook`` (what ``make notebooks`` runs): the study
+  notebooks in order at a profile, e.g. ``invrob run --profile smoke --dest DIR --workdir DIR
+  --only 01_invariance_vs_robustness``;
+- ``invrob sweep FILE`` is ``python -m invrob.sweep FILE``: one notebook over a grid.
+
+Both execute notebooks with :func:`invrob.runbook.run_notebook` and work from any
+directory: paths on the command line are relative to the current directory.
 """
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import importlib
 import sys
 
 COMMANDS = {
+    "run": ("invrob.runbook", "execute the study notebooks in order at a profile (make notebooks)"),
     "sweep": ("invrob.sweep", "run a notebook over a grid of parameters (papermill; local or Dask)"),
 }
 

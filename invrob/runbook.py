@@ -1,58 +1,176 @@
-"""Execute the study notebooks in order with papermill (``make notebooks``).
+"""The one notebook runner, and the runbook that executes the studies in order.
 
-``python -m invrob.runbook --profile cpu`` runs every ``notebooks/NN_*.ipynb``
-at the given profile into ``book/experiments/`` (what the book renders);
-``--dest tests/notebooks --profile smoke`` re-records the copies that nbval
-checks. Notebooks run with the repository root as working directory, in
-order, because later studies reuse the models that earlier ones trained.
+:func:`run_notebook` executes one notebook with papermill; ``make notebooks``
+(``python -m invrob.runbook`` / ``invrob run``), the sweeps (:func:`invrob.sweep.run_point`)
+and the tests all go through it, so a notebook fails the same way everywhere: its
+executed copy is kept as ``<stem>.failed.ipynb`` and a :class:`NotebookError` says, on
+one line, ``<notebook> failed in cell N: Ename: message (executed copy: path)``.
+
+``invrob run --profile cpu`` runs every ``notebooks/NN_*.ipynb`` at the given profile
+into ``book/experiments/`` (what the book renders); ``--dest tests/notebooks --profile
+smoke`` re-records the copies that nbval checks. Notebooks run in order, in one working
+directory, because later studies reuse the models that earlier ones trained.
+
+In a repository checkout the defaults are the checkout's ``notebooks/``, its root as the
+working directory and ``book/experiments/``. An installed copy of the package has no
+``notebooks/`` beside it: pass ``--notebooks DIR`` (the working directory and ``dest``
+then default to the current directory and ``./book/experiments``). Paths given on the
+command line are relative to the current directory.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import time
+import traceback as _traceback
+from contextlib import ExitStack
 from pathlib import Path
+from typing import IO
 
 from .errors import InvrobError, check_choice
 from .profiles import PROFILES
-from .utils import atomic_to_csv
 
+# The checkout this module sits in. An installed wheel has no notebooks/ here:
+# ``study_notebooks`` and the CLI then need a folder (see ``is_checkout``).
 REPO = Path(__file__).resolve().parent.parent
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-def study_notebooks(folder: Path = REPO / "notebooks") -> list[Path]:
-    """The notebooks of the studies, in the order they must run."""
+
+def is_checkout(root: Path | None = None) -> bool:
+    """Does the package sit in a repository checkout (a ``notebooks/`` folder beside it)?"""
+    return (Path(root or REPO) / "notebooks").is_dir()
+
+
+def default_workdir() -> Path:
+    """The notebooks' working directory: the checkout's root, else the current directory."""
+    return REPO if is_checkout() else Path.cwd()
+
+
+def study_notebooks(folder: Path | str | None = None) -> list[Path]:
+    """The notebooks of the studies (``NN_*.ipynb`` in ``folder``), in the order they must run.
+
+    ``folder`` defaults to the checkout's ``notebooks/``; outside a checkout (an installed
+    package) it must be given.
+    """
+    if folder is None:
+        if not is_checkout():
+            raise InvrobError(f"no notebooks/ folder next to the invrob package ({REPO}): this is an "
+                              f"installed copy, not a checkout; pass the notebooks folder "
+                              f"(invrob run --notebooks DIR)")
+        folder = REPO / "notebooks"
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvrobError(f"notebooks folder {folder} not found")
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_notebook(source: Path, dest: Path, profile: str, cwd: Path | None = None, **parameters) -> float:
-    """Run one notebook with papermill; the executed copy appears atomically. Returns seconds.
+class NotebookError(InvrobError):
+    """A notebook raised (or its kernel died): one line, plus the details as attributes.
 
-    The kernel runs in ``cwd`` (default: the repository), with the environment of
-    this process (``INVROB_DATA``, thread counts, CPU kernel selection).
+    ``notebook`` (the source path), ``cell`` (execution count, or None when the kernel
+    itself failed), ``ename``, ``evalue``, ``executed`` (the kept ``.failed.ipynb``, or
+    None when papermill wrote nothing) and ``traceback`` (text, ANSI colours removed).
+    """
 
-    A failing notebook is kept as ``<dest stem>.failed.ipynb`` (its outputs are
-    the evidence) and reported as one :class:`InvrobError` line.
+    def __init__(self, notebook: Path, cell: int | None, ename: str, evalue: str,
+                 executed: Path | None, traceback: str = ""):
+        self.notebook, self.cell, self.ename, self.evalue = Path(notebook), cell, ename, evalue
+        self.executed, self.traceback = executed, traceback
+        where = f" in cell {cell}" if cell is not None else ""
+        copy = f" (executed copy: {executed})" if executed is not None else " (no executed copy)"
+        evalue_line = " ".join(str(evalue).split())  # one line, whatever the exception said
+        super().__init__(f"{self.notebook.name} failed{where}: {ename}: {evalue_line}{copy}")
+
+    @property
+    def short(self) -> str:
+        """``Ename: message (cell [N])``: what a sweep's status line records."""
+        where = f" (cell [{self.cell}])" if self.cell is not None else ""
+        return f"{self.ename}: {' '.join(str(self.evalue).split())}{where}"
+
+
+def failed_path(dest: Path) -> Path:
+    """Where the executed copy of a failing run of ``dest`` is kept."""
+    dest = Path(dest)
+    return dest.with_name(f"{dest.stem}.failed.ipynb")
+
+
+def run_notebook(source: Path | str, dest: Path | str, profile: str | None = None,
+                 cwd: Path | str | None = None, *, parameters: dict | None = None,
+                 log: str | os.PathLike | IO[str] | None = None, kernel_name: str | None = None,
+                 **more) -> float:
+    """Execute ``source`` with papermill into ``dest``; return the wall time in seconds.
+
+    - Parameters: ``profile`` (when given), then ``parameters``, then keyword ``more``.
+    - The kernel runs in ``cwd`` (default: the checkout's root, else the current
+      directory) with the environment of this process (``INVROB_DATA``, thread
+      counts, ``CUDA_VISIBLE_DEVICES``). Papermill's own ``cwd`` would ``chdir``
+      this whole process, which is unsafe when threads run several notebooks (a Dask
+      worker); the kernel's directory is passed through the notebook's
+      ``resources.metadata.path`` instead, and this process stays where it is.
+    - ``log``: a path or an open text file that receives the kernel's stdout and
+      stderr, and the traceback when the notebook fails.
+    - ``kernel_name``: default the notebook's own kernelspec.
+    - ``dest`` appears atomically (papermill writes ``.<stem>.partial.ipynb`` beside
+      it while cells run), with progress-bar streams tidied (:func:`tidy_streams`).
+      A stale ``<stem>.failed.ipynb`` from an earlier run is removed.
+    - A failure keeps the executed copy as ``<stem>.failed.ipynb`` (its outputs are the
+      evidence) and raises one :class:`NotebookError` line. A KeyboardInterrupt
+      propagates and leaves only the partial file: ``dest`` is never half-written.
     """
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
+    source, dest = Path(source), Path(dest)
+    cwd = Path(cwd) if cwd is not None else default_workdir()
+    if not source.is_file():
+        raise InvrobError(f"notebook {source} not found")
+    if not cwd.is_dir():
+        raise InvrobError(f"working directory {cwd} not found")
+    values = {**({"profile": profile} if profile is not None else {}), **(parameters or {}), **more}
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.stem}.tmp.ipynb")
+    partial, failed = dest.with_name(f".{dest.stem}.partial.ipynb"), failed_path(dest)
+    failed.unlink(missing_ok=True)
     start = time.perf_counter()
-    try:
-        papermill.execute_notebook(
-            str(source), str(tmp), parameters={"profile": profile, **parameters},
-            cwd=str(cwd or REPO), kernel_name="python3", progress_bar=False, language="python")
-    except papermill.PapermillExecutionError as error:
-        failed = dest.with_name(f"{dest.stem}.failed.ipynb")
-        tmp.replace(failed)
-        raise InvrobError(f"{source.name} failed in cell {error.exec_count}: {error.ename}: "
-                          f"{error.evalue} (executed copy: {failed})") from None
-    tidy_streams(tmp)
-    tmp.replace(dest)
+    with ExitStack() as stack:
+        if isinstance(log, (str, os.PathLike)):
+            log = stack.enter_context(open(log, "a"))
+        try:
+            papermill.execute_notebook(
+                str(source), str(partial), parameters=values, kernel_name=kernel_name,
+                language="python", progress_bar=False, stdout_file=log, stderr_file=log,
+                resources={"metadata": {"path": str(cwd.resolve())}})
+        except PapermillExecutionError as error:
+            trace = _ANSI.sub("", "\n".join(error.traceback))
+            raise _failure(source, partial, failed, log, "the notebook raised", trace,
+                           error.exec_count, error.ename, error.evalue) from None
+        except Exception as error:  # the kernel died or never started, a timeout, ...
+            lines = str(error).strip().splitlines() or [""]
+            raise _failure(source, partial, failed, log, "papermill failed", _traceback.format_exc(),
+                           None, type(error).__name__, lines[0]) from None
+    tidy_streams(partial)
+    os.replace(partial, dest)
     return time.perf_counter() - start
+
+
+def _failure(source: Path, partial: Path, failed: Path, log, what: str, trace: str,
+             cell, ename: str, evalue: str) -> NotebookError:
+    """Keep the executed copy as ``failed``, log the traceback; the error to raise."""
+    executed = None
+    if partial.exists():
+        try:
+            tidy_streams(partial)
+        except Exception:  # an unreadable partial notebook is still the evidence
+            pass
+        os.replace(partial, failed)
+        executed = failed
+    if log is not None:
+        log.write(f"\n# {what}:\n{trace.rstrip()}\n")
+        log.flush()
+    return NotebookError(source, cell, ename, evalue, executed, trace)
 
 
 def _final_states(text: str) -> str:
@@ -92,24 +210,30 @@ def tidy_streams(path: Path) -> None:
 
 
 def run_all(profile: str, dest: Path, workdir: Path | None = None, only: list[str] | None = None,
-            fresh: bool = False, log=print) -> dict[str, float]:
+            fresh: bool = False, log=print, notebooks: Path | str | None = None) -> dict[str, float]:
     """Run the study notebooks in order at ``profile``; return each one's wall time in seconds.
 
-    ``workdir`` (default: the repository) is the kernels' working directory, where
-    ``results/<profile>`` and ``checkpoints/<profile>`` land; ``fresh`` deletes
-    both first (retrain everything). Each time is recorded in
-    ``results/<profile>/notebook_times.csv`` for the book's cost table.
+    ``notebooks``: the folder of ``NN_*.ipynb`` (default: the checkout's, see
+    :func:`study_notebooks`). ``workdir`` (default: the checkout's root, else the current
+    directory) is the kernels' working directory, where ``results/<profile>`` and
+    ``checkpoints/<profile>`` land; ``fresh`` deletes both first (retrain everything).
+    Each time is recorded in ``results/<profile>/notebook_times.csv`` for the book's
+    cost table. The first failing notebook stops the run with its :class:`NotebookError`.
     """
     check_choice(profile, PROFILES, "profile")
-    workdir = Path(workdir or REPO)
-    notebooks = [nb for nb in study_notebooks() if not only or nb.stem in only]
-    if not notebooks:
-        raise InvrobError(f"no notebooks matched {only}")
+    workdir = Path(workdir) if workdir is not None else default_workdir()
+    if not workdir.is_dir():
+        raise InvrobError(f"working directory {workdir} not found")
+    found = study_notebooks(notebooks)
+    selected = [nb for nb in found if not only or nb.stem in only]
+    if not selected:
+        valid = ", ".join(nb.stem for nb in found) or "none"
+        raise InvrobError(f"no notebooks matched {only}; valid: {valid}")
     if fresh:
         for folder in ("results", "checkpoints"):
             shutil.rmtree(workdir / folder / profile, ignore_errors=True)
     seconds = {}
-    for notebook in notebooks:
+    for notebook in selected:
         log(f"[{profile}] {notebook.name} ...")
         seconds[notebook.stem] = run_notebook(notebook, Path(dest) / notebook.name, profile, cwd=workdir)
         log(f"[{profile}] {notebook.name} done in {seconds[notebook.stem]:.0f} s")
@@ -125,6 +249,8 @@ def record_time(profile: str, notebook: str, seconds: float, workdir: Path | Non
     """
     import pandas as pd
 
+    from .utils import atomic_to_csv  # imports torch: only when a time is recorded
+
     path = Path(workdir or REPO) / "results" / profile / "notebook_times.csv"
     row = pd.DataFrame([{"notebook": notebook, "seconds": round(seconds, 1), "cpus": os.cpu_count(),
                          "finished": time.strftime("%Y-%m-%d %H:%M")}])
@@ -134,23 +260,43 @@ def record_time(profile: str, notebook: str, seconds: float, workdir: Path | Non
     return atomic_to_csv(row.sort_values("notebook"), path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
-    parser.add_argument("--dest", default=str(REPO / "book" / "experiments"),
-                        help="folder for the executed notebooks")
-    parser.add_argument("--only", nargs="*", default=None, help="notebook stems to run")
-    parser.add_argument("--workdir", default=str(REPO),
-                        help="working directory of the notebooks (results/ and checkpoints/ go there)")
+def main(argv: list[str] | None = None, prog: str = "python -m invrob.runbook") -> int:
+    """``invrob run``: exit 0 when every notebook ran, 1 when one failed, 2 on bad options."""
+    checkout = is_checkout()
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Execute the study notebooks in order with papermill "
+        "(what `make notebooks` runs). Paths are relative to the current directory.")
+    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    parser.add_argument("--dest", default=None,
+                        help="folder for the executed notebooks (default: "
+                        f"{REPO / 'book' / 'experiments' if checkout else './book/experiments'})")
+    parser.add_argument("--only", nargs="*", default=None, metavar="STEM", help="notebook stems to run")
+    parser.add_argument("--workdir", default=None,
+                        help="working directory of the notebooks, where results/ and checkpoints/ go "
+                             f"(default: {'the checkout, ' + str(REPO) if checkout else 'the current directory'})")
+    parser.add_argument("--notebooks", default=None, metavar="DIR",
+                        help="folder of the NN_*.ipynb study notebooks "
+                             f"(default: {REPO / 'notebooks' if checkout else 'required: no checkout here'})")
     parser.add_argument("--fresh", action="store_true",
                         help="delete results/<profile> and checkpoints/<profile> first (retrain everything)")
     args = parser.parse_args(argv)
     try:
-        run_all(args.profile, Path(args.dest), Path(args.workdir), args.only, args.fresh,
-                log=lambda line: print(line, flush=True))
+        check_choice(args.profile, PROFILES, "profile")
+        workdir = Path(args.workdir).resolve() if args.workdir else default_workdir()
+        # The book renders the checkout's book/experiments, wherever the notebooks ran.
+        dest = Path(args.dest).resolve() if args.dest else default_workdir() / "book" / "experiments"
+        notebooks = Path(args.notebooks).resolve() if args.notebooks else None
+        run_all(args.profile, dest, workdir, args.only, args.fresh,
+                log=lambda line: print(line, flush=True), notebooks=notebooks)
+    except NotebookError as error:
+        print(f"invrob: {error}", file=sys.stderr)
+        return 1
     except InvrobError as error:
         print(f"invrob: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the notebooks that finished are kept", file=sys.stderr)
+        return 130
     return 0
 
 

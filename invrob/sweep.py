@@ -15,15 +15,17 @@ Sweep file (YAML)::
     parameters:                       # fixed for every point
       profile: smoke
     grid:                             # cartesian product, in this order; each entry lists candidates
-      seed: [0, 1]
-      thetas: [[0, 90], [0, 180]]     # a list-valued parameter: a list of lists
+      seeds: [[0], [1]]               # a list-valued parameter: a list of lists
+      thetas: [[0, 90], [0, 180]]
     points:                           # optional explicit points, each crossed with the grid;
-      - {models: [StdCNN]}            # an entry may override `parameters`
-      - {models: [GCNN], profile: cpu}
+      - {models: [stdcnn]}            # an entry may override `parameters`
+      - {models: [gcnn_p4], profile: cpu}
 
-Relative paths are relative to the project root: the nearest folder above the sweep file
-holding a ``pyproject.toml`` (else the sweep file's own folder). The notebook runs with the
-root as its working directory; results go to ``<root>/runs`` unless ``--runs-dir`` says otherwise.
+Relative paths in the file are relative to the project root: the nearest folder above the
+sweep file holding a ``pyproject.toml`` (else the sweep file's own folder). The notebook runs
+with the root as its working directory; results go to ``<root>/runs`` unless ``--runs-dir``
+says otherwise. On the command line, the sweep file and ``--runs-dir`` are relative to the
+current directory, so a sweep runs from anywhere.
 
 Validation (before anything runs; each failure is one :class:`InvrobError` line
 ``FILE:LINE: reason``, and the CLI prints it and exits 2):
@@ -33,12 +35,23 @@ the default's (an int is accepted for a float; lists are checked element-wise ag
 default's elements; a ``None`` or non-literal default accepts anything), numbers under names
 starting with ``theta`` outside [0, 180] degrees, under names starting with ``eps`` below 0,
 ``profile`` not one of smoke / cpu / paper, duplicate grid values or points.
+
+The study's settings check the values too. Which study a notebook belongs to is read
+from its source: the ``profiles.settings("invariance", profile, seeds=seeds, ...)`` call in
+its cells (:func:`notebook_study`); a parameter the call forwards (``seeds=seeds``) is
+validated as that setting: its type against the study's value at the sweep's profile (a
+seed must be an integer, ``seeds: [["zero"]]`` is refused), then by
+:func:`invrob.profiles.settings` itself (unknown settings, θ outside [0, 180], ε < 0),
+and model names against :func:`invrob.models.model_names` (``models: [["StdCNN"]]`` is
+refused: the names are ``stdcnn``, ``gcnn_p4``, ...). Each point is then built with
+``settings(study, its profile, **its overrides)``, exactly as its notebook will.
 YAML 1.1 reads ``1e-3`` as a string; this loader reads it as a float, as YAML 1.2 does.
 
 Layout of a run::
 
     runs/<name>/<point-id>/point.json       parameters, notebook, full digest
-                          /executed.ipynb   the executed notebook (also when it failed)
+                          /executed.ipynb   the executed notebook
+                          /executed.failed.ipynb  instead, when it failed (with the traceback)
                           /log.txt          the notebook's stdout/stderr, and the traceback
                           /*.csv            the notebook's tables (``output_dir`` is this folder)
                           /status.json      done | failed (+ error, host, timings); written last
@@ -53,9 +66,13 @@ the notebook or a parameter reruns exactly the points it touches. Failed points,
 left ``running`` by a killed sweep, are rerun. Every file is written under a temporary name and
 renamed, so nothing is ever half-written.
 
-A point whose notebook raises is recorded as failed (error line, executed notebook with the
-traceback) and the sweep goes on; the summary lists the failures. The CLI exits 0 when every
-point is done, 1 when some failed, 2 on a bad sweep file, 130 when interrupted.
+Each point runs through :func:`invrob.runbook.run_notebook`, the runner ``invrob run`` and
+the tests use: in the project root without changing this process's directory (safe in Dask's
+threads), stdout/stderr into log.txt, the executed copy written atomically with progress bars
+tidied. A point whose notebook raises is recorded as failed (error line, the executed copy
+kept as ``executed.failed.ipynb`` with the traceback) and the sweep goes on; the summary lists
+the failures. The CLI exits 0 when every point is done, 1 when some failed, 2 on a bad sweep
+file, 130 when interrupted.
 
 Parallelism: ``--workers N`` local worker processes (default: one per visible CUDA GPU, each
 pinned with ``CUDA_VISIBLE_DEVICES``; 1 without a GPU). ``--scheduler ADDRESS`` submits each
@@ -82,7 +99,6 @@ import socket
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -92,8 +108,8 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from .errors import InvrobError, check_choice, check_eps, check_positive_int, check_theta
+from .profiles import PROFILES  # the one list of profiles (imports no torch)
 
-PROFILES = ("smoke", "cpu", "paper")
 SWEEP_KEYS = ("name", "notebook", "kernel", "description", "parameters", "grid", "points")
 RESERVED = ("output_dir",)  # the sweep sets it to the point's folder
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -315,24 +331,30 @@ def _scalar_nodes(node) -> Iterator:
             yield from _scalar_nodes(item)
 
 
-def _check_value(doc: _Doc, name: str, node, default, in_grid: bool = False):
+def _type_check(doc: _Doc, name: str, node, value, default, source: str, in_grid: bool = False) -> None:
+    """Refuse ``value`` unless it has the type of ``default`` (``source``: where that default is from)."""
+    if _matches(value, default):
+        return
+    culprit = node
+    if isinstance(default, (list, tuple)) and isinstance(value, list):
+        # point at the first element of the wrong type
+        for item_node, item in zip(node.value, value):
+            if not any(_matches(item, d) for d in default):
+                culprit = item_node
+                expected = " or ".join(sorted({_kind(d) for d in default}))
+                raise doc.error(culprit, f"{name}: element {item!r} is {_kind(item)}, expected "
+                                         f"{expected} ({source})")
+    hint = ""
+    if in_grid and isinstance(default, (list, tuple)):
+        hint = f"; a grid entry lists candidate values, so a list parameter needs a list of lists: [{default!r}, ...]"
+    raise doc.error(culprit, f"{name} must be {_kind(default)} ({source}), "
+                             f"got {_kind(value)} {value!r}{hint}")
+
+
+def _check_value(doc: _Doc, name: str, node, default, in_grid: bool = False, study: "StudyUse | None" = None):
     """Validate one value for parameter ``name``; return it. Errors point at the culprit's line."""
     value = doc.value(node)
-    if not _matches(value, default):
-        culprit = node
-        if isinstance(default, (list, tuple)) and isinstance(value, list):
-            # point at the first element of the wrong type
-            for item_node, item in zip(node.value, value):
-                if not any(_matches(item, d) for d in default):
-                    culprit = item_node
-                    expected = " or ".join(sorted({_kind(d) for d in default}))
-                    raise doc.error(culprit, f"{name}: element {item!r} is {_kind(item)}, expected "
-                                             f"{expected} (the notebook's default is {default!r})")
-        hint = ""
-        if in_grid and isinstance(default, (list, tuple)):
-            hint = f"; a grid entry lists candidate values, so a list parameter needs a list of lists: [{default!r}, ...]"
-        raise doc.error(culprit, f"{name} must be {_kind(default)} (the notebook's default is {default!r}), "
-                                 f"got {_kind(value)} {value!r}{hint}")
+    _type_check(doc, name, node, value, default, f"the notebook's default is {default!r}", in_grid)
     # Ranges: every number under a theta*/eps* name, wherever it sits in a list.
     if name.startswith(("theta", "eps")):
         for scalar in _scalar_nodes(node):
@@ -348,7 +370,95 @@ def _check_value(doc: _Doc, name: str, node, default, in_grid: bool = False):
             check_choice(value, PROFILES, "profile")
         except InvrobError as err:
             raise doc.error(node, str(err)) from None
+    if study is not None and name in study.forwards:
+        _check_setting(doc, name, node, value, study, in_grid)
     return value
+
+
+# --------------------------------------------------------------------------- the study's settings
+
+@dataclass(frozen=True)
+class StudyUse:
+    """How a notebook uses its study's settings: ``profiles.settings(study, profile, seeds=seeds, ...)``.
+
+    ``forwards`` maps a notebook parameter to the setting it overrides; ``profile`` is the
+    profile whose values give the expected types (the sweep's fixed profile, else the
+    notebook's default).
+    """
+    study: str
+    forwards: dict
+    profile: str = "cpu"
+
+
+def notebook_study(notebook: Path) -> tuple[str, dict] | None:
+    """``(study, {parameter: setting})`` from the notebook's ``profiles.settings("study", ...)`` call.
+
+    Read from the code cells' source, so a sweep validates a point with the very settings
+    the notebook will build: the call whose first argument is a string literal; a keyword
+    whose value is a bare parameter name (``seeds=seeds``) forwards that parameter. With
+    several such calls, the one forwarding the most parameters. None when the notebook
+    calls no ``settings`` (the sweep then checks only the parameters cell's types).
+    """
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    found = []
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name != "settings" or not node.args:
+                continue
+            first = node.args[0]
+            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                continue
+            forwards = {kw.value.id: kw.arg for kw in node.keywords
+                        if kw.arg is not None and isinstance(kw.value, ast.Name)}
+            found.append((first.value, forwards))
+    if not found:
+        return None
+    return max(found, key=lambda item: len(item[1]))  # max keeps the first of equals
+
+
+def _check_setting(doc: _Doc, name: str, node, value, study: StudyUse, in_grid: bool) -> None:
+    """Check a value that the notebook forwards to ``profiles.settings``, as that call will."""
+    from .profiles import STUDIES, settings
+
+    if value is None:
+        return  # None: the profile's value
+    setting = study.forwards[name]
+    expected = STUDIES[study.study][study.profile].get(setting)
+    if expected is not None:
+        _type_check(doc, name, node, value, expected,
+                    f"the {study.study} study has {setting} = {expected!r} at the {study.profile} profile",
+                    in_grid)
+    try:
+        settings(study.study, study.profile, **{setting: value})
+    except InvrobError as err:
+        raise doc.error(node, f"{name}: {err}") from None
+    if setting == "models":
+        from .models import model_names  # imports torch: only when a sweep names models
+
+        valid = model_names()
+        items = zip(node.value, value) if isinstance(node, yaml.SequenceNode) and isinstance(value, list) \
+            else [(node, value)]
+        for item_node, item in items:
+            if item not in valid:
+                close = difflib.get_close_matches(str(item).lower(), valid, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise doc.error(item_node, f"{name}: unknown model {item!r}; {hint}valid: {', '.join(valid)}")
 
 
 def _check_name(doc: _Doc, key_node, name: str, defaults: dict, notebook_shown: str):
@@ -419,13 +529,14 @@ def _build(doc: _Doc, path: Path, runs_dir) -> Sweep:
     except InvrobError as err:
         raise doc.error(nb_node, f"notebook {nb_text} {err}") from None
     nb_bytes = notebook.read_bytes()
+    study = _study_use(doc, top, nb_node, nb_text, notebook, defaults)
 
     # fixed parameters
     fixed: dict = {}
     if "parameters" in top and not _is_null(top["parameters"][1]):
         for pname, (key_node, value_node) in doc.mapping(top["parameters"][1], "parameters").items():
             _check_name(doc, key_node, pname, defaults, nb_text)
-            fixed[pname] = _check_value(doc, pname, value_node, defaults[pname])
+            fixed[pname] = _check_value(doc, pname, value_node, defaults[pname], study=study)
 
     # grid: name -> list of candidate values, in file order
     grid: dict = {}
@@ -439,7 +550,7 @@ def _build(doc: _Doc, path: Path, runs_dir) -> Sweep:
                                             f"values, e.g. {pname}: [a, b]")
             candidates, seen = [], {}
             for item_node in value_node.value:
-                value = _check_value(doc, pname, item_node, defaults[pname], in_grid=True)
+                value = _check_value(doc, pname, item_node, defaults[pname], in_grid=True, study=study)
                 key = canonical_json(value)
                 if key in seen:
                     raise doc.error(item_node, f"grid: {pname} lists {value!r} twice "
@@ -461,7 +572,7 @@ def _build(doc: _Doc, path: Path, runs_dir) -> Sweep:
                 _check_name(doc, key_node, pname, defaults, nb_text)
                 if pname in grid:
                     raise doc.error(key_node, f"{pname!r} is both in grid and in points; keep one")
-                entry[pname] = _check_value(doc, pname, value_node, defaults[pname])
+                entry[pname] = _check_value(doc, pname, value_node, defaults[pname], study=study)
             entries.append((entry, entry_node))
 
     points, seen_points = [], {}
@@ -473,6 +584,8 @@ def _build(doc: _Doc, path: Path, runs_dir) -> Sweep:
             if digest in seen_points:
                 raise doc.error(entry_node, f"duplicate point: the same parameters as line {seen_points[digest]}")
             seen_points[digest] = entry_node.start_mark.line + 1 if entry_node is not None else 1
+            if study is not None:
+                _check_point(doc, entry_node or nb_node, params, defaults, study)
             points.append(Point(id=digest[:12], digest=digest, params=params))
 
     all_names = dict.fromkeys(n for p in points for n in p.params)
@@ -481,6 +594,40 @@ def _build(doc: _Doc, path: Path, runs_dir) -> Sweep:
     runs = Path(runs_dir) if runs_dir is not None else root / "runs"
     return Sweep(name=name, path=path, notebook=notebook, root=root, runs_dir=runs.resolve(),
                  kernel=kernel, points=points, defaults=defaults, varying=varying)
+
+
+def _study_use(doc: _Doc, top: dict, nb_node, nb_text: str, notebook: Path, defaults: dict) -> StudyUse | None:
+    """The notebook's study (:func:`notebook_study`), checked; the profile for type checks."""
+    from .profiles import STUDIES
+
+    found = notebook_study(notebook)
+    if found is None:
+        return None
+    name, forwards = found
+    if name not in STUDIES:
+        raise doc.error(nb_node, f"notebook {nb_text} calls profiles.settings with unknown study {name!r}; "
+                                 f"valid: {', '.join(STUDIES)}")
+    profile = defaults.get("profile")
+    if "parameters" in top and isinstance(top["parameters"][1], yaml.MappingNode):
+        for key_node, value_node in top["parameters"][1].value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == "profile":
+                profile = doc.value(value_node)
+    profile = profile if profile in PROFILES else "cpu"
+    return StudyUse(study=name, forwards={p: s for p, s in forwards.items() if p in defaults}, profile=profile)
+
+
+def _check_point(doc: _Doc, node, params: dict, defaults: dict, study: StudyUse) -> None:
+    """One point's settings as its notebook will build them, at the point's own profile."""
+    from .profiles import settings
+
+    profile = params.get("profile", defaults.get("profile"))
+    if profile not in PROFILES:
+        return  # a notebook default that is not a literal profile: the notebook decides
+    overrides = {setting: params[name] for name, setting in study.forwards.items() if name in params}
+    try:
+        settings(study.study, profile, **overrides)
+    except InvrobError as err:
+        raise doc.error(node, f"this point's settings at the {profile} profile: {err}") from None
 
 
 def _is_null(node) -> bool:
@@ -519,18 +666,15 @@ def read_status(point_dir: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
 def run_point(task: dict) -> dict:
-    """Execute one point (``Sweep.task``) with papermill; return its status as a small dict.
+    """Execute one point (``Sweep.task``) with :func:`invrob.runbook.run_notebook`; return its status.
 
     Runs in a worker: a local process, or a Dask worker on another machine. Never raises
-    for a failing notebook; a KeyboardInterrupt leaves status ``running`` so that the point
-    is rerun on resume.
+    for a failing notebook (its status says ``failed``, with the error line; the executed
+    copy is kept as ``executed.failed.ipynb``, as the runner keeps every failing notebook);
+    a KeyboardInterrupt leaves status ``running`` so that the point is rerun on resume.
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
+    from .runbook import NotebookError, failed_path, run_notebook
 
     pdir = Path(task["point_dir"])
     started, t0 = _now(), time.monotonic()
@@ -545,44 +689,34 @@ def run_point(task: dict) -> dict:
                          f"Dask workers need the project and runs folders at the same path (shared FS)"}
     pdir.mkdir(parents=True, exist_ok=True)
     # This attempt replaces whatever an earlier one left: stale tables must not be merged.
-    for stale in [*pdir.glob("*.csv"), executed, log_path]:
+    for stale in [*pdir.glob("*.csv"), executed, failed_path(executed), log_path]:
         stale.unlink(missing_ok=True)
     _write_json(pdir / "point.json", {"sweep": task["sweep"], "point_id": task["point_id"],
                                       "digest": task["digest"], "notebook": task["notebook"],
                                       "parameters": task["parameters"]})
     _write_json(pdir / "status.json", {**status, "state": "running"})
 
-    nb_part, log_part = pdir / ".executed.partial.ipynb", pdir / ".log.txt.partial"
+    log_part = pdir / ".log.txt.partial"
     params = {**task["parameters"], "output_dir": str(pdir)}
-    error = None
+    error, kept = None, executed
     with open(log_part, "w") as log:
         log.write(f"# point {task['point_id']} of sweep {task['sweep']} on {status['host']} "
                   f"(pid {status['pid']}), started {started}\n# notebook {task['notebook']}\n"
                   f"# parameters {canonical_json(params)}\n")
         log.flush()
         try:
-            pm.execute_notebook(
-                task["notebook"], str(nb_part), parameters=params,
-                kernel_name=task.get("kernel_name"), progress_bar=False,
-                stdout_file=log, stderr_file=log,
-                # The kernel's working directory, without papermill's process-wide chdir
-                # (unsafe when one process runs several points in threads, as Dask does).
-                resources={"metadata": {"path": task["cwd"]}},
-            )
-        except PapermillExecutionError as err:
-            error = f"{err.ename}: {err.evalue} (cell [{err.exec_count}])"
-            log.write("\n# the notebook raised:\n" + _ANSI.sub("", "\n".join(err.traceback)) + "\n")
-        except Exception as err:  # kernel died, no such kernel, timeout, ...
-            first = (str(err).strip().splitlines() or [""])[0]
-            error = f"{type(err).__name__}: {first}"
-            log.write("\n# papermill failed:\n" + traceback.format_exc())
+            # The runner writes the traceback into the log and keeps a failing copy.
+            run_notebook(task["notebook"], executed, cwd=task["cwd"], parameters=params, log=log,
+                         kernel_name=task.get("kernel_name"))
+        except NotebookError as err:
+            error, kept = err.short, err.executed
+        except InvrobError as err:  # the notebook or the working directory vanished meanwhile
+            error, kept = str(err), None
         log.write(f"# finished {_now()}: {'done' if error is None else 'FAILED: ' + error}\n")
-    if nb_part.exists():
-        os.replace(nb_part, executed)
     os.replace(log_part, log_path)
     status.update(state="done" if error is None else "failed", error=error, finished=_now(),
                   seconds=round(time.monotonic() - t0, 3),
-                  executed=str(executed) if executed.exists() else None,
+                  executed=str(kept) if kept is not None and kept.exists() else None,
                   tables=sorted(p.name for p in pdir.glob("*.csv")))
     _write_json(pdir / "status.json", status)  # last: only now is the point finished
     return status

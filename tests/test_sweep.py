@@ -22,12 +22,13 @@ from invrob.sweep import load_sweep, notebook_parameters, point_digest, read_sta
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "toy_sweep.ipynb"
 REPO = Path(__file__).resolve().parent.parent
+STUDY_01 = REPO / "notebooks" / "01_invariance_vs_robustness.ipynb"
 
 
-def write_sweep(folder: Path, body: str, name: str = "sweep.yaml") -> Path:
-    """A sweep file for the toy notebook; ``body`` follows the header (lines 1-2)."""
+def write_sweep(folder: Path, body: str, name: str = "sweep.yaml", notebook: Path = FIXTURE) -> Path:
+    """A sweep file for the toy notebook (or ``notebook``); ``body`` follows the header (lines 1-2)."""
     path = folder / name
-    path.write_text(f"name: toy\nnotebook: {FIXTURE}\n" + textwrap.dedent(body))
+    path.write_text(f"name: toy\nnotebook: {notebook}\n" + textwrap.dedent(body))
     return path
 
 
@@ -56,13 +57,28 @@ BAD = {
     "duplicate key": ("parameters:\n  seed: 0\n  seed: 1\n", 5, ["'seed' is given twice"]),
     "invalid YAML": ("parameters:\n  seed: [0, 1\n", 5, ["invalid YAML"]),
     "bad sweep name": ("", 1, ["sweep name 'a b'"]),
+    # Against a real study notebook: its profiles.settings("invariance", ...) call validates.
+    "study: seed not an int": ("parameters:\n  profile: smoke\ngrid:\n  seeds: [[\"zero\"]]\n", 6,
+                               ["seeds: element 'zero' is a string, expected an integer",
+                                "the invariance study has seeds = [0] at the smoke profile"], STUDY_01),
+    "study: unknown model": ("parameters:\n  profile: smoke\ngrid:\n  models: [[\"StdCNN\"]]\n", 6,
+                             ["models: unknown model 'StdCNN'", "did you mean 'stdcnn'", "gcnn_p4"], STUDY_01),
+    "study: unknown model in points": ("parameters:\n  profile: smoke\npoints:\n  - {models: [stdcnn]}\n"
+                                       "  - {models: [stdcnn, gcnn]}\n", 7,
+                                       ["models: unknown model 'gcnn'", "valid: stdcnn"], STUDY_01),
+    "study: theta above 180": ("parameters:\n  profile: smoke\ngrid:\n  thetas: [[0, 190]]\n", 6,
+                               ["thetas must be in [0, 180] degrees, got 190"], STUDY_01),
+    "study: negative eps": ("parameters:\n  profile: smoke\n  eps_grid: [0.0, -0.1]\n", 5,
+                            ["eps_grid must be a finite number >= 0, got -0.1"], STUDY_01),
+    "study: flat seeds in a grid": ("parameters:\n  profile: smoke\ngrid:\n  seeds: [0, 1]\n", 6,
+                                    ["seeds must be a list", "list of lists"], STUDY_01),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_sweep_file_is_refused_with_line_and_reason(tmp_path, case):
-    body, line, words = BAD[case]
-    path = write_sweep(tmp_path, body)
+    body, line, words, *notebook = BAD[case]
+    path = write_sweep(tmp_path, body, notebook=notebook[0] if notebook else FIXTURE)
     if case == "bad sweep name":
         path.write_text(path.read_text().replace("name: toy", "name: a b"))
     with pytest.raises(InvrobError) as info:
@@ -169,6 +185,39 @@ def test_cli_bad_file_prints_one_line_and_exits_2(tmp_path, command):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("grid, message", [
+    ('seeds: [["zero"]]', "seeds: element 'zero' is a string, expected an integer"),
+    ('models: [["StdCNN"]]', "models: unknown model 'StdCNN'"),
+])
+def test_cli_dry_run_refuses_a_wrongly_typed_study_setting(tmp_path, grid, message):
+    """The issue's 'done when': a relative sweep file, from another directory, at --dry-run."""
+    (tmp_path / "s.yaml").write_text(f"notebook: {STUDY_01}\nparameters:\n  profile: smoke\ngrid:\n  {grid}\n")
+    proc = subprocess.run([sys.executable, "-m", "invrob.cli", "sweep", "s.yaml", "--dry-run"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"s.yaml:5: {message}"), lines
+
+
+def test_study_is_read_from_the_notebook_source():
+    from invrob.sweep import notebook_study
+    study, forwards = notebook_study(STUDY_01)
+    assert study == "invariance"
+    assert forwards == {"seeds": "seeds", "thetas": "thetas", "eps_grid": "eps_grid", "models": "models"}
+    assert notebook_study(FIXTURE) is None  # no settings call: the parameters cell's types only
+
+
+def test_docstring_example_is_a_valid_sweep(tmp_path):
+    import invrob.sweep
+    doc = invrob.sweep.__doc__
+    block = doc.split("Sweep file (YAML)::\n", 1)[1].split("\n\n", 1)[0]  # the indented example
+    path = tmp_path / "example.yaml"
+    path.write_text(textwrap.dedent(block).replace("notebooks/01_invariance_vs_robustness.ipynb", str(STUDY_01)))
+    sweep = load_sweep(path)
+    assert len(sweep.points) == 2 * 2 * 2
+    assert {p.params["models"][0] for p in sweep.points} == {"stdcnn", "gcnn_p4"}
+
+
 def test_example_sweeps_are_valid():
     files = sorted((REPO / "sweeps").glob("*.yaml"))
     assert files, "sweeps/ holds the example sweep files"
@@ -239,13 +288,15 @@ def test_failing_point_is_isolated_and_resume_reruns_only_unfinished(tmp_path, m
     assert first.failed == [bad.id] and sorted(first.done) == sorted([ok0.id, ok1.id])
     error = first.outcomes[bad.id]["error"]
     assert error.startswith("RuntimeError: injected failure for seed 2")
-    executed = sweep.point_dir(bad) / "executed.ipynb"
+    # the one runner's failure behaviour: the executed copy is kept as <stem>.failed.ipynb
+    executed = sweep.point_dir(bad) / "executed.failed.ipynb"
     assert first.outcomes[bad.id]["executed"] == str(executed)
+    assert not (sweep.point_dir(bad) / "executed.ipynb").exists()
     assert "injected failure" in executed.read_text()       # the traceback is in the notebook
     assert "injected failure" in (sweep.point_dir(bad) / "log.txt").read_text()
     out = capsys.readouterr().out
     assert "failed points" in out and bad.id in out and "RuntimeError: injected failure" in out
-    assert f"{bad.id}{os.sep}executed.ipynb" in out  # the summary says where to look
+    assert f"{bad.id}{os.sep}executed.failed.ipynb" in out  # the summary says where to look
     assert sorted(merged(sweep.dir, "accuracy").point_id.unique()) == sorted([ok0.id, ok1.id])
     assert set(merged(sweep.dir, "runinfo").cuda_visible_devices.astype(str)) <= {"7", "8"}
     table = pd.read_csv(sweep.dir / "points.csv").set_index("point_id")
@@ -296,26 +347,31 @@ def test_killed_sweep_resumes_with_only_the_missing_points(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_study_notebook_sweeps_and_merges(tmp_path):
-    """The shipped notebook 01 at the smoke profile, two seeds on two local workers."""
+def test_real_study_notebook_sweeps_and_merges(tmp_path, monkeypatch):
+    """The shipped notebook 01 through the sweep, as cheap as it gets: smoke profile, one
+    model, one θ, two ε; two seeds on two local workers."""
+    monkeypatch.setenv("INVROB_DATA", str(REPO / "data"))  # the kernels inherit it, as in conftest
     path = tmp_path / "study.yaml"
     path.write_text(textwrap.dedent(f"""\
         name: study
-        notebook: {REPO / "notebooks" / "01_invariance_vs_robustness.ipynb"}
+        notebook: {STUDY_01}
         parameters:
           profile: smoke
           models: [stdcnn]
-          thetas: [0, 180]
+          thetas: [0]
+          eps_grid: [0.0, 0.1]
           checkpoint_dir: {tmp_path / "checkpoints"}
         grid:
           seeds: [[0], [1]]
         """))
     result = run_sweep(path, workers=2, runs_dir=tmp_path / "runs", progress=False)
-    assert result.ok and len(result.done) == 2
+    assert result.ok and len(result.done) == 2, result.outcomes
     for table in ("invariance", "robustness", "masking_check"):
         frame = merged(result.sweep.dir, table)
-        assert set(frame["seed"]) == {0, 1} and set(frame["theta"]) == {0, 180}
+        assert set(frame["seed"]) == {0, 1} and set(frame["theta"]) == {0}
         assert frame["point_id"].nunique() == 2
     robustness = merged(result.sweep.dir, "robustness")
-    assert set(robustness["eps"]) == {0.0, 0.05, 0.1, 0.3}   # the smoke profile's grid
+    assert set(robustness["eps"]) == {0.0, 0.1}   # the sweep's grid, not the profile's
     assert robustness["accuracy"].between(0, 1).all()
+    for point in result.sweep.points:
+        assert (result.sweep.point_dir(point) / "executed.ipynb").is_file()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+import torch
 from torch import nn
 
 from ..data import DATASETS
@@ -88,7 +89,10 @@ def build_model(name: str, dataset: str = "mnist", **kwargs) -> nn.Module:
                               f"valid: {', '.join(options) if options else 'none'}")
         if key == "width" and value is not None:
             check_positive_int(value, "width")
-    model = builder(dataset, **kwargs)
+    # Every floating parameter and buffer in the default dtype: e2cnn samples its filter
+    # bases once per process and reuses them, so a GCNN built after the default dtype
+    # changed would otherwise mix float32 and float64 buffers.
+    model = builder(dataset, **kwargs).to(torch.get_default_dtype())
     model.name, model.dataset, model.build_kwargs = name, dataset, dict(kwargs)
     return model
 

@@ -1,0 +1,151 @@
+"""invrob.runbook: the one notebook runner (make notebooks, sweeps, tests) and `invrob run`.
+
+The executing tests use tests/fixtures/toy_runbook.ipynb (standard library only: one kernel
+start per run); the rest start no kernel.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from invrob import runbook
+from invrob.errors import InvrobError
+from invrob.runbook import NotebookError, run_notebook
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "toy_runbook.ipynb"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def outputs(path: Path) -> list[dict]:
+    import nbformat  # joins multi-line text fields
+    return [o for cell in nbformat.read(path, as_version=4).cells for o in cell.get("outputs", [])]
+
+
+# --------------------------------------------------------------------------- run_notebook
+
+@pytest.mark.slow
+def test_success_runs_in_cwd_without_chdir_and_writes_a_tidy_copy(tmp_path):
+    work, dest = tmp_path / "work", tmp_path / "out" / "toy.ipynb"
+    work.mkdir()
+    here = os.getcwd()
+    (dest.parent).mkdir()
+    failed = dest.with_name("toy.failed.ipynb")
+    failed.write_text("{}")  # a stale failure from an earlier run
+    seconds = run_notebook(FIXTURE, dest, "smoke", cwd=work, log=tmp_path / "log.txt")
+    assert seconds > 0 and os.getcwd() == here  # the kernel moved, this process did not
+    assert (work / "ran.txt").read_text().splitlines() == ["smoke", str(work.resolve())]
+    assert dest.is_file() and not failed.exists()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["toy.ipynb"]  # no partial file left
+    streams = [o for o in outputs(dest) if o["output_type"] == "stream"]
+    stdout = "".join(o["text"] for o in streams if o["name"] == "stdout")
+    assert stdout.startswith("step 3/3\n") and "\r" not in stdout  # progress bar: final state only
+    assert [o["text"] for o in streams if o["name"] == "stderr"] == ["a line on stderr\n"]
+    log = (tmp_path / "log.txt").read_text()
+    assert "profile smoke in" in log and "a line on stderr" in log
+
+
+@pytest.mark.slow
+def test_failure_is_one_line_and_keeps_the_executed_copy(tmp_path):
+    dest = tmp_path / "out" / "toy.ipynb"
+    log = tmp_path / "log.txt"
+    with pytest.raises(NotebookError) as info:
+        run_notebook(FIXTURE, dest, "cpu", cwd=tmp_path, log=log, fail=True)
+    error = info.value
+    failed = tmp_path / "out" / "toy.failed.ipynb"
+    assert str(error) == (f"toy_runbook.ipynb failed in cell 4: ValueError: injected failure at profile cpu "
+                          f"second line of the message (executed copy: {failed})")
+    assert isinstance(error, InvrobError) and error.cell == 4 and error.executed == failed
+    assert error.short == "ValueError: injected failure at profile cpu second line of the message (cell [4])"
+    assert not dest.exists() and sorted(p.name for p in failed.parent.iterdir()) == ["toy.failed.ipynb"]
+    errors = [o for o in outputs(failed) if o["output_type"] == "error"]
+    assert errors and errors[0]["ename"] == "ValueError"  # the evidence is in the kept copy
+    assert (tmp_path / "ran.txt").is_file()               # cells before the failure ran
+    text = log.read_text()
+    assert "# the notebook raised:" in text and "injected failure" in text and "\x1b[" not in text
+
+
+def test_missing_notebook_or_workdir_is_one_line(tmp_path):
+    with pytest.raises(InvrobError, match=r"^notebook .*nope\.ipynb not found$"):
+        run_notebook(tmp_path / "nope.ipynb", tmp_path / "x.ipynb", "smoke", cwd=tmp_path)
+    with pytest.raises(InvrobError, match=r"^working directory .*gone not found$"):
+        run_notebook(FIXTURE, tmp_path / "x.ipynb", "smoke", cwd=tmp_path / "gone")
+
+
+def test_study_notebooks_outside_a_checkout_needs_a_folder(tmp_path, monkeypatch):
+    assert [nb.stem for nb in runbook.study_notebooks()][:2] == ["00_setup", "01_invariance_vs_robustness"]
+    monkeypatch.setattr(runbook, "REPO", tmp_path / "site-packages")  # an installed wheel: no notebooks/
+    with pytest.raises(InvrobError, match="installed copy, not a checkout; pass the notebooks folder"):
+        runbook.study_notebooks()
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    for name in ("02_b.ipynb", "01_a.ipynb", "notes.ipynb"):
+        (folder / name).write_text("{}")
+    assert [nb.name for nb in runbook.study_notebooks(folder)] == ["01_a.ipynb", "02_b.ipynb"]
+    assert runbook.default_workdir() == Path.cwd()
+
+
+# --------------------------------------------------------------------------- invrob run
+
+def invrob(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invrob.cli", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_cli_help_and_bad_options(tmp_path):
+    proc = invrob("run", "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "--profile" in proc.stdout and "--notebooks" in proc.stdout
+    proc = invrob("--help", cwd=tmp_path)
+    assert proc.returncode == 0 and re.search(r"^  run ", proc.stdout, re.M)
+    proc = invrob("run", "--profile", "huge", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["invrob: unknown profile 'huge'; valid: smoke, cpu, paper"]
+    proc = invrob("run", "--profile", "smoke", "--only", "99_nope", cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "no notebooks matched ['99_nope']; valid: 00_setup, " in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_cli_outside_a_checkout_asks_for_the_notebooks(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runbook, "REPO", tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path)
+    assert runbook.main(["--profile", "smoke"], prog="invrob run") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "pass the notebooks folder (invrob run --notebooks DIR)" in lines[0]
+
+
+@pytest.mark.slow
+def test_cli_runs_from_another_directory_with_relative_paths(tmp_path):
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    shutil.copy(FIXTURE, notebooks / "01_toy.ipynb")
+    (tmp_path / "work").mkdir()
+    proc = invrob("run", "--profile", "smoke", "--notebooks", "nbs", "--workdir", "work", "--dest", "out",
+                  "--only", "01_toy", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "[smoke] 01_toy.ipynb ..."
+    assert (tmp_path / "out" / "01_toy.ipynb").is_file()
+    assert (tmp_path / "work" / "ran.txt").read_text().splitlines() == ["smoke", str((tmp_path / "work").resolve())]
+    assert (tmp_path / "work" / "results" / "smoke" / "notebook_times.csv").is_file()
+
+    # a failing notebook: exit 1, one line, the executed copy kept
+    shutil.copy(FIXTURE, notebooks / "02_bad.ipynb")
+    source = json.loads((notebooks / "02_bad.ipynb").read_text())
+    source["cells"][1]["source"] = ['profile = "cpu"\n', "fail = True\n", 'marker = "bad.txt"\n']
+    (notebooks / "02_bad.ipynb").write_text(json.dumps(source))
+    proc = invrob("run", "--profile", "smoke", "--notebooks", "nbs", "--workdir", "work", "--dest", "out",
+                  "--only", "02_bad", cwd=tmp_path)
+    assert proc.returncode == 1
+    failed = (tmp_path / "out" / "02_bad.failed.ipynb").resolve()
+    # (the kernel's own log lines, such as IPKernelApp warnings, may come first)
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"invrob: 02_bad.ipynb failed in cell 4: ValueError: injected failure at profile smoke "
+        f"second line of the message (executed copy: {failed})")
+    assert "Traceback" not in proc.stderr
+    assert failed.is_file() and not (tmp_path / "out" / "02_bad.ipynb").exists()
