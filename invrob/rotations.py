@@ -28,7 +28,8 @@ from torch import nn
 from .errors import InvrobError, check_positive_int, check_theta
 from .metrics import check_model_inputs, eval_mode, model_device
 
-__all__ = ["rotate", "random_angles", "random_rotate", "rotated_accuracy", "worst_of_k_accuracy"]
+__all__ = ["rotate", "rotation_tangent", "random_angles", "random_rotate", "rotated_accuracy",
+           "worst_of_k_accuracy"]
 
 
 def _angles_tensor(angles, batch: int, device: torch.device) -> torch.Tensor:
@@ -104,6 +105,58 @@ def rotate(x: torch.Tensor, angles) -> torch.Tensor:
     if len(rest):
         out[rest] = _grid_rotate(x[rest], a[rest])
     return out
+
+
+def rotation_tangent(x: torch.Tensor, delta: float | None = None) -> torch.Tensor:
+    """The tangent of the rotation orbit, ``t(x) = d/dφ rotate(x, φ)`` at φ = 0, per degree.
+
+    Derivation for :func:`rotate`'s convention. Let pixel ``(i, j)`` (row ``i``
+    down, column ``j`` right) have centred coordinates ``X = j − (W − 1)/2``,
+    ``Y = i − (H − 1)/2``. Rotating counter-clockwise on screen by φ (radians)
+    is an inverse warp: the output at ``(X, Y)`` reads the input at
+    ``(X cos φ − Y sin φ, X sin φ + Y cos φ)`` (the grid of :func:`_grid_rotate`
+    in pixel units; its ``h/w`` factors cancel, so this holds for non-square
+    images too). Differentiating at φ = 0, where the read point moves with
+    velocity ``(−Y, X)``::
+
+        t(x)(i, j) = −Y · ∂x/∂j + X · ∂x/∂i      (per radian) × π/180 (per degree)
+
+    — e.g. a pixel right of the centre (Y = 0, X > 0) takes the value from just
+    below it (larger i), which is content turning counter-clockwise.
+
+    The image gradient is the central difference ``(x[k+1] − x[k−1]) / 2`` with
+    the zero padding :func:`rotate` uses outside the image: bilinear sampling
+    is piecewise linear between pixel centres, and the central difference is
+    the mean of its one-sided slopes at a centre, i.e. exactly what a
+    symmetric finite difference of :func:`rotate` converges to.
+
+    Args:
+        x: images (B, C, H, W).
+        delta: ``None`` (default) for the analytic tangent above; a small angle
+            δ > 0 in degrees for the central finite difference
+            ``(rotate(x, δ) − rotate(x, −δ)) / (2δ)`` instead.
+
+    Returns a tensor shaped like ``x`` (same dtype and device), in units of
+    pixel value per degree; differentiable in ``x``.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise InvrobError(f"rotation_tangent expects images of shape (B, C, H, W), got "
+                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if delta is not None:
+        try:
+            d = float(delta)
+        except (TypeError, ValueError):
+            raise InvrobError(f"delta must be a small angle > 0 in degrees, got {delta!r}") from None
+        if not (math.isfinite(d) and 0 < d < 90):
+            raise InvrobError(f"delta must be a small angle in (0, 90) degrees, got {delta!r}")
+        return (rotate(x, d) - rotate(x, -d)) / (2 * d)
+    _, _, h, w = x.shape
+    padded = F.pad(x, (1, 1, 1, 1))                                 # zeros outside, as rotate
+    d_j = (padded[:, :, 1:-1, 2:] - padded[:, :, 1:-1, :-2]) / 2     # ∂x/∂j (columns, right)
+    d_i = (padded[:, :, 2:, 1:-1] - padded[:, :, :-2, 1:-1]) / 2     # ∂x/∂i (rows, down)
+    big_x = (torch.arange(w, dtype=x.dtype, device=x.device) - (w - 1) / 2)[None, None, None, :]
+    big_y = (torch.arange(h, dtype=x.dtype, device=x.device) - (h - 1) / 2)[None, None, :, None]
+    return (-big_y * d_j + big_x * d_i) * (math.pi / 180.0)
 
 
 def random_angles(n: int, theta: float, generator: torch.Generator | None = None,

@@ -7,6 +7,7 @@ fooled)``, ``attack.with_eps(eps)``, ``attack.name``, ``attack.norm``.
 - :class:`PGD` ℓ∞ / ℓ2 (per-sample ε, first fooling iterate kept, early stop,
   restarts) and :class:`FGSM` — :mod:`invrob.attacks.pgd`;
 - :class:`APGD` — AutoAttack's APGD from torchattacks, :mod:`invrob.attacks.apgd`;
+- :class:`AutoAttack` — the standard AutoAttack ensemble (pyautoattack), :mod:`invrob.attacks.autoattack`;
 - :class:`RotationGrid` — worst of k rotations in ``[-φ, φ]``, :mod:`invrob.attacks.spatial`;
 - :func:`robust_accuracy` over an ε grid for any attack (stacked for PGD), and
   :func:`minimal_perturbation` (PGD bisection) — :mod:`invrob.attacks.evaluate`.
@@ -15,6 +16,7 @@ Layering: attacks build on ``errors``, ``metrics`` and ``rotations``, never on
 ``experiments`` or ``train``.
 """
 from .apgd import APGD, APGD_LOSSES
+from .autoattack import AUTOATTACK_ATTACKS, AUTOATTACK_VERSIONS, AutoAttack
 from .base import NORMS, Attack, attack_mode
 from .evaluate import minimal_perturbation, robust_accuracy
 from .pgd import ALPHA_FACTOR, FGSM, LOSSES, PGD, pgd, pgd_training_examples
@@ -22,4 +24,5 @@ from .spatial import RotationGrid
 
 __all__ = ["Attack", "attack_mode", "PGD", "FGSM", "APGD", "RotationGrid", "pgd",
            "pgd_training_examples", "robust_accuracy", "minimal_perturbation", "NORMS", "LOSSES",
-           "APGD_LOSSES", "ALPHA_FACTOR"]
+           "APGD_LOSSES", "ALPHA_FACTOR", "AutoAttack", "AUTOATTACK_ATTACKS",
+           "AUTOATTACK_VERSIONS"]
