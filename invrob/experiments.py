@@ -1,7 +1,8 @@
 """The studies' building blocks: train a grid of models, then measure them into tidy tables.
 
 Notebooks call these and stay readable: a training grid is a list of
-:class:`~invrob.train.TrainConfig`; every measurement returns a
+:class:`~invrob.train.TrainConfig` (each study builds its own:
+:meth:`invrob.studies.base.Study.configs`); every measurement returns a
 :class:`pandas.DataFrame` with one row per model / seed / θ / ε (/ φ, norm...),
 tagged with the configuration of the model it measured, so tables from
 different notebooks join on ``model, seed, theta, eps``.
@@ -47,30 +48,10 @@ def load_split(dataset: str, train_size: int | None, test_size: int | None, data
 
 
 def study_configs(settings, dataset: str = "mnist") -> list[TrainConfig]:
-    """The training grid of a study at its profile (from :func:`invrob.profiles.settings`).
+    """The training grid of ``settings.study`` at its profile: :meth:`invrob.studies.base.Study.configs`."""
+    from .studies import get  # the studies sit above this module: imported when used, not at load
 
-    ``invariance`` (notebooks 01, 02): every model × θ × seed, natural training with
-    rotation augmentation. ``adversarial`` (03, 04): every model × ε × seed, PGD
-    adversarial training. ``dataset="cifar10"`` uses the profile's ``cifar_*``
-    settings (ResNet-18 for the adversarial study). Notebooks that reuse another's
-    models call this with the same settings, so they reload exactly those checkpoints.
-    """
-    S = settings
-    if dataset == "cifar10" and S.study == "adversarial":
-        return [TrainConfig(model="resnet18", dataset=dataset, epochs=S.cifar_epochs, lr=S.cifar_lr,
-                            eps=e, attack_steps=10, attack_alpha=2 / 255, seed=s)
-                for e in S.cifar_eps_train for s in S.seeds]
-    if dataset == "cifar10":
-        return [TrainConfig(model=m, dataset=dataset, epochs=S.cifar_epochs, lr=S.cifar_lr, theta=t, seed=s)
-                for m in S.models for t in S.thetas for s in S.seeds]
-    common = dict(dataset=dataset, epochs=S.epochs, batch_size=S.batch_size, optimizer=S.optimizer,
-                  lr=S.lr, weight_decay=S.weight_decay)
-    if S.study == "adversarial":
-        return [TrainConfig(model=m, eps=e, attack_steps=S.attack_steps,
-                            eps_warmup_epochs=S.eps_warmup_epochs, seed=s, **common)
-                for m in S.models for e in S.eps_train for s in S.seeds]
-    return [TrainConfig(model=m, theta=t, seed=s, **common)
-            for m in S.models for t in S.thetas for s in S.seeds]
+    return get(settings.study).configs(settings, dataset)
 
 
 def study_dirs(notebook: str, profile: str, output_dir=None, checkpoint_dir=None) -> tuple[Path, Path]:

@@ -1,10 +1,10 @@
-"""invrob.profiles and the study grids built from them; the runbook's timing table."""
+"""invrob.profiles (a facade over invrob.studies) and the study grids; the runbook's timing table."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from invrob import experiments as ex, profiles, runbook
+from invrob import experiments as ex, profiles, runbook, studies
 from invrob.errors import InvrobError
 
 
@@ -42,28 +42,38 @@ def test_table_shows_cifar_budgets_in_255ths():
     assert profiles.table("invariance").loc["train_size", "paper"] == "all"
 
 
+def test_profiles_read_the_settings_each_study_owns():
+    assert list(profiles.STUDIES) == list(studies.STUDIES)
+    for name, study in studies.STUDIES.items():
+        assert profiles.STUDIES[name] is study.profile_settings
+        assert vars(profiles.settings(name, "cpu")) == vars(study.settings("cpu"))
+        assert profiles.table(name).equals(study.settings_table())
+
+
 def test_study_configs_cross_the_grid():
     inv = profiles.settings("invariance", "smoke", thetas=[0, 90, 180], seeds=[0, 1])
-    configs = ex.study_configs(inv)
+    configs = studies.get("invariance").configs(inv)
     assert len(configs) == len(inv.models) * 3 * 2
     assert {(c.model, c.theta, c.seed) for c in configs} == {
         (m, t, s) for m in inv.models for t in (0, 90, 180) for s in (0, 1)}
     assert all(c.eps == 0 and c.optimizer == inv.optimizer and c.epochs == inv.epochs for c in configs)
 
     adv = profiles.settings("adversarial", "cpu")
-    configs = ex.study_configs(adv)
+    configs = studies.get("adversarial").configs(adv)
     assert sorted({c.eps for c in configs}) == sorted(adv.eps_train) and all(c.theta == 0 for c in configs)
     assert all(c.attack_steps == adv.attack_steps and c.weight_decay == adv.weight_decay for c in configs)
+    assert ex.study_configs(adv) == configs  # the delegate some callers still use
 
 
 def test_cifar_grids_use_the_cifar_settings():
     adv = profiles.settings("adversarial", "paper")
-    resnets = ex.study_configs(adv, "cifar10")
+    resnets = studies.get("adversarial").configs(adv, "cifar10")
     assert {c.model for c in resnets} == {"resnet18"} and {c.dataset for c in resnets} == {"cifar10"}
     assert sorted({c.eps for c in resnets}) == sorted(adv.cifar_eps_train)
     assert all(c.epochs == adv.cifar_epochs for c in resnets)
     inv = profiles.settings("invariance", "paper")
-    assert len(ex.study_configs(inv, "cifar10")) == len(inv.models) * len(inv.thetas) * len(inv.seeds)
+    assert len(studies.get("invariance").configs(inv, "cifar10")) == \
+        len(inv.models) * len(inv.thetas) * len(inv.seeds)
 
 
 def test_record_time_upserts_one_row_per_notebook(tmp_path, monkeypatch):

@@ -1,0 +1,54 @@
+"""The studies of the book, one module each: settings, training grid, tables and claims in one home.
+
+Every module of this package that defines ``STUDY`` (a :class:`~invrob.studies.base.Study`)
+is a study; they are found here, so adding a study is one module, one notebook and
+one ``_toc.yml`` line. Studies are listed in the order of their first notebook.
+
+- :mod:`invrob.studies.invariance` — notebooks 01, 02: does rotation invariance cost ℓ∞ robustness?
+- :mod:`invrob.studies.adversarial` — notebooks 03, 04: does ℓ∞ robustness change rotation invariance?
+
+Typical use::
+
+    study = studies.get("adversarial")
+    configs = study.configs(profiles.settings("adversarial", "cpu"))
+    study.claims({"invariance": study.add_gap(table)})       # a chapter's closing cell
+    pd.concat(s.claims(s.read_tables(root)) for s in studies.all_studies())  # the verdict page
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ..errors import check_choice
+from .base import (CLAIM_COLUMNS, COMBINE_RULE, PHIS, PROFILES, VERDICTS, Claim, Study, Table,
+                   bottom_line, findings, markdown_table)
+
+
+def _discover() -> dict[str, Study]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name == "base" or info.name.startswith("_"):
+            continue
+        study = getattr(importlib.import_module(f"{__name__}.{info.name}"), "STUDY", None)
+        if isinstance(study, Study):
+            found.append(study)
+    found.sort(key=lambda s: (s.notebooks[0] if s.notebooks else "", s.name))
+    return {s.name: s for s in found}
+
+
+STUDIES: dict[str, Study] = _discover()
+
+
+def get(name: str) -> Study:
+    """The study called ``name``; an unknown name is one :class:`~invrob.errors.InvrobError` line."""
+    check_choice(name, STUDIES, "study")
+    return STUDIES[name]
+
+
+def all_studies() -> list[Study]:
+    """Every study, in the order of their notebooks."""
+    return list(STUDIES.values())
+
+
+__all__ = ["CLAIM_COLUMNS", "COMBINE_RULE", "PHIS", "PROFILES", "STUDIES", "VERDICTS", "Claim", "Study",
+           "Table", "all_studies", "bottom_line", "findings", "get", "markdown_table"]

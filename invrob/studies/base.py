@@ -1,0 +1,314 @@
+"""What a study is: settings per profile, a training grid, its tables, and the paper's claims it tests.
+
+A *study* is a question of the paper answered by one or more notebooks. Everything
+the notebooks, the verdict page and the tests must agree on lives on its
+:class:`Study` object, written once:
+
+- ``profile_settings``: its settings at each profile (:data:`PROFILES`);
+- :meth:`Study.configs`: its training grid at a profile;
+- ``tables``: the :class:`Table` s its notebooks write (file, notebook, required
+  columns), checked when written (:meth:`Study.save`) and read (:meth:`Study.read_tables`);
+- ``paper_claims``: the :class:`Claim` s of the paper it tests, each with its decision
+  rule; :meth:`Study.claims` judges them on the tables and returns one row per claim.
+
+A chapter's closing cell and the verdict page both call :meth:`Study.claims`, so they
+cannot disagree. Verdicts are ``agree``, ``disagree`` or ``inconclusive``: a change
+that lies inside the seed spread (or a confidence interval) of the quantity decides
+nothing, and says so.
+
+This module imports neither torch nor pandas at import time: :mod:`invrob.profiles`
+(and through it the sweep's validation) reads the settings without paying for them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Iterable, Mapping
+
+from ..errors import InvrobError, check_choice, check_eps, check_theta
+
+PROFILES = ("smoke", "cpu", "paper")
+PHIS = list(range(0, 181, 15))  # test-time rotation ranges φ (degrees) of the cpu and paper profiles
+VERDICTS = ("agree", "disagree", "inconclusive")
+CLAIM_COLUMNS = ("study", "claim", "paper", "measured", "rule", "verdict")
+COMBINE_RULE = ("A claim about several models (or norms) agrees only if each of them agrees, "
+                "disagrees if any of them disagrees, and is inconclusive otherwise.")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A result table a study's notebook writes: ``results/<profile>/<notebook>/<name>.csv``.
+
+    ``columns`` are the ones every reader may rely on (derived ones included, e.g.
+    the invariance gap); a table may carry more.
+    """
+    name: str
+    notebook: str
+    columns: tuple[str, ...]
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.csv"
+
+    def path(self, results_root) -> Path:
+        return Path(results_root) / self.notebook / self.file
+
+    def check(self, frame, study: str = ""):
+        """Return ``frame`` if it has every required column and a row; else one InvrobError line."""
+        where = f"{self.notebook}/{self.file}" + (f" of the {study} study" if study else "")
+        missing = [c for c in self.columns if c not in getattr(frame, "columns", ())]
+        if missing:
+            raise InvrobError(f"table {where} lacks column(s) {', '.join(missing)}; "
+                              f"it needs {', '.join(self.columns)}")
+        if len(frame) == 0:
+            raise InvrobError(f"table {where} is empty")
+        return frame
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper and how a study judges it.
+
+    ``judge(tables)`` reads the tables named in ``needs`` and returns
+    ``(measured, verdict)``: our measurement as text, with its seed spread or CI,
+    and one of :data:`VERDICTS` by the rule stated in ``rule``.
+    """
+    claim: str
+    paper: str
+    rule: str
+    needs: tuple[str, ...]
+    judge: Callable[[Mapping], tuple[str, str]]
+
+
+class Study:
+    """Base of every study; a study module defines a subclass and one instance, ``STUDY``.
+
+    Subclasses set ``name``, ``title``, ``notebooks`` (in run order),
+    ``profile_settings`` (profile → settings dict), ``tables`` (a tuple of
+    :class:`Table`) and ``paper_claims`` (a tuple of :class:`Claim`), and
+    implement :meth:`configs`.
+    """
+    name: str = ""
+    title: str = ""
+    notebooks: tuple[str, ...] = ()
+    profile_settings: dict[str, dict] = {}
+    tables: tuple[Table, ...] = ()
+    paper_claims: tuple[Claim, ...] = ()
+
+    def __init__(self):
+        missing = [p for p in PROFILES if p not in self.profile_settings]
+        if missing:
+            raise InvrobError(f"the {self.name} study defines no settings for profile(s) {', '.join(missing)}")
+        names = [t.name for t in self.tables]
+        if len(set(names)) != len(names):
+            raise InvrobError(f"the {self.name} study names a table twice: {names}")
+        for claim in self.paper_claims:
+            unknown = [n for n in claim.needs if n not in names]
+            if unknown:
+                raise InvrobError(f"claim {claim.claim!r} of the {self.name} study needs unknown table(s) "
+                                  f"{', '.join(unknown)}")
+
+    def __repr__(self) -> str:
+        return f"<study {self.name!r}: notebooks {', '.join(self.notebooks)}>"
+
+    # ------------------------------------------------------------------ settings and grid
+    def settings(self, profile: str, **overrides) -> SimpleNamespace:
+        """The settings at ``profile``; non-``None`` overrides win.
+
+        Unknown profiles or setting names, θ outside [0, 180] and ε < 0 are
+        refused with one :class:`InvrobError` line.
+        """
+        check_choice(profile, PROFILES, "profile")
+        values = dict(self.profile_settings[profile])
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name not in values:
+                raise InvrobError(f"unknown setting {name!r} for the {self.name} study; "
+                                  f"valid: {', '.join(values)}")
+            values[name] = value
+        for theta in [*values.get("thetas", []), *values.get("phis", [])]:
+            check_theta(theta)
+        for eps in [*values.get("eps_grid", []), *values.get("eps_train", [])]:
+            check_eps(eps)
+        return SimpleNamespace(study=self.name, profile=profile, **values)
+
+    def configs(self, settings, dataset: str = "mnist") -> list:
+        """The training grid (a list of :class:`~invrob.train.TrainConfig`) at ``settings``."""
+        raise NotImplementedError
+
+    def settings_table(self):
+        """Every setting (rows) at every profile (columns), as the notebooks run them."""
+        import pandas as pd
+
+        columns = {profile: {name: shown(value) for name, value in self.profile_settings[profile].items()}
+                   for profile in PROFILES}
+        return pd.DataFrame(columns).fillna("—").rename_axis(f"{self.name} setting")
+
+    # ------------------------------------------------------------------ tables
+    def table(self, name: str) -> Table:
+        check_choice(name, [t.name for t in self.tables], f"table of the {self.name} study")
+        return next(t for t in self.tables if t.name == name)
+
+    def check(self, name: str, frame):
+        """``frame`` if it meets table ``name``'s schema; else one :class:`InvrobError` line."""
+        return self.table(name).check(frame, self.name)
+
+    def save(self, name: str, frame, output_dir) -> Path:
+        """Check ``frame`` against table ``name`` and write it atomically to ``output_dir/<name>.csv``."""
+        from ..utils import atomic_to_csv
+
+        table = self.table(name)
+        return atomic_to_csv(table.check(frame, self.name), Path(output_dir) / table.file)
+
+    def claim_tables(self) -> list[str]:
+        """The tables :meth:`claims` reads, in the order the notebooks write them."""
+        needed = {n for claim in self.paper_claims for n in claim.needs}
+        return [t.name for t in self.tables if t.name in needed]
+
+    def read_tables(self, results_root, names: Iterable[str] | None = None) -> dict:
+        """Read (and check) the tables :meth:`claims` needs from ``results_root`` (``results/<profile>``).
+
+        A missing file is one :class:`InvrobError` line naming it and the notebook
+        that writes it: the verdict only reads, it never computes a missing table.
+        """
+        import pandas as pd
+
+        root = Path(results_root)
+        tables = {}
+        for name in (self.claim_tables() if names is None else list(names)):
+            table = self.table(name)
+            path = table.path(root)
+            if not path.exists():
+                raise InvrobError(f"{path} is missing: run notebooks/{table.notebook}.ipynb at the "
+                                  f"{root.name} profile first (make notebooks PROFILE={root.name})")
+            tables[name] = table.check(pd.read_csv(path), self.name)
+        return tables
+
+    # ------------------------------------------------------------------ claims
+    def claims(self, tables: Mapping) -> "pandas.DataFrame":
+        """One row per claim whose tables are all given: ``study, claim, paper, measured, rule, verdict``.
+
+        A chapter passes the tables it has just computed (and gets its own claims);
+        the verdict page passes :meth:`read_tables` (and gets them all).
+        """
+        import pandas as pd
+
+        for name, frame in tables.items():
+            self.check(name, frame)
+        rows = []
+        for claim in self.paper_claims:
+            if all(n in tables for n in claim.needs):
+                measured, verdict = claim.judge(tables)
+                check_choice(verdict, VERDICTS, "verdict")
+                rows.append(dict(study=self.name, claim=claim.claim, paper=claim.paper,
+                                 measured=measured, rule=claim.rule, verdict=verdict))
+        if not rows:
+            needs = sorted({n for claim in self.paper_claims for n in claim.needs})
+            raise InvrobError(f"no claim of the {self.name} study can be judged from tables "
+                              f"{', '.join(tables) or '(none)'}; the claims need {', '.join(needs)}")
+        return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
+
+
+# ---------------------------------------------------------------------- shared rule helpers
+def combine(verdicts: Iterable[str]) -> str:
+    """One verdict from several (one per model / norm): see :data:`COMBINE_RULE`."""
+    verdicts = list(verdicts)
+    if verdicts and all(v == "agree" for v in verdicts):
+        return "agree"
+    if "disagree" in verdicts:
+        return "disagree"
+    return "inconclusive"
+
+
+def beyond(change: float, margin: float, up: str, down: str) -> str:
+    """``up`` if ``change > margin``, ``down`` if ``change < −margin``, else ``inconclusive``."""
+    if change > margin:
+        return up
+    if change < -margin:
+        return down
+    return "inconclusive"
+
+
+def paired_change(frame, level: str, lo, hi, value: str) -> tuple[float, float, float, float, int]:
+    """Mean over seeds of ``value`` at ``level == lo`` and ``== hi``; the change and its seed spread.
+
+    Seeds are paired (seed s at ``hi`` minus seed s at ``lo``); the spread is the
+    max − min of those per-seed changes (0 with one seed). Returns
+    ``(at_lo, at_hi, change, spread, n_seeds)``; NaNs when a level is absent.
+    """
+    per_seed = frame.groupby([level, "seed"])[value].mean()
+    levels = per_seed.index.get_level_values(0)
+    if lo not in set(levels) or hi not in set(levels):
+        nan = float("nan")
+        return nan, nan, nan, nan, 0
+    a, b = per_seed.xs(lo, level=0), per_seed.xs(hi, level=0)
+    seeds = a.index.intersection(b.index)
+    changes = b[seeds] - a[seeds]
+    spread = float(changes.max() - changes.min()) if len(changes) > 1 else 0.0
+    return float(a.mean()), float(b.mean()), float(b.mean() - a.mean()), spread, len(seeds)
+
+
+def spread_text(spread: float, n_seeds: int, fmt: str = ".1%") -> str:
+    """``"seed spread 1.2%, 2 seeds"``, or ``"1 seed: no spread"``."""
+    if n_seeds <= 1:
+        return "1 seed: no spread"
+    return f"seed spread {spread:{fmt}}, {n_seeds} seeds"
+
+
+def label(model: str) -> str:
+    """The display name of a model (StdCNN, GCNN (p4), LeNet): :func:`invrob.plots.model_label`."""
+    from ..plots import model_label
+
+    return model_label(str(model))
+
+
+def models_in(frame) -> list[str]:
+    """Models in the order they first appear (the order the notebook trained them)."""
+    return list(dict.fromkeys(frame["model"]))
+
+
+# ---------------------------------------------------------------------- rendering
+def markdown_table(rows, columns: Iterable[str] = ("claim", "paper", "measured", "rule", "verdict")) -> str:
+    """The claim rows as a Markdown table (pipes escaped), verdicts in bold."""
+    columns = list(columns)
+
+    def cell(name, value):
+        text = " ".join(str(value).split()).replace("|", "\\|")
+        return f"**{text}**" if name == "verdict" else text
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for _, row in rows.iterrows()]
+    return "\n".join(lines)
+
+
+def bottom_line(rows, profile: str) -> str:
+    """``"2 of 5 claims agree, 1 disagrees, 2 are inconclusive at the smoke profile."``"""
+    counts = rows["verdict"].value_counts()
+    agree, disagree, unsure = (int(counts.get(v, 0)) for v in VERDICTS)
+    total = len(rows)
+    return (f"{agree} of {total} claim{'s' if total != 1 else ''} "
+            f"agree{'s' if agree == 1 else ''}, "
+            f"{disagree} disagree{'s' if disagree == 1 else ''}, "
+            f"{unsure} {'is' if unsure == 1 else 'are'} inconclusive at the {profile} profile.")
+
+
+def findings(rows, profile: str) -> str:
+    """A chapter's closing sentence(s) from its claim rows: the verdict words, the rule, the measurement."""
+    parts = [f"**{row['verdict']}** — {row['claim']}. Measured: {row['measured']}. Rule: {row['rule']}"
+             for _, row in rows.iterrows()]
+    return f"This run ({profile} profile), against the paper's claims (the same rules as the verdict page):\n\n" \
+        + "\n".join(f"- {p}" for p in parts)
+
+
+def shown(value) -> str:
+    """Readable cell text: None means the whole split; lists as written; floats shortly."""
+    if value is None:
+        return "all"
+    if isinstance(value, float):
+        if 0 < value < 0.05 and abs(value * 255 - round(value * 255)) < 1e-6:
+            return f"{round(value * 255)}/255"  # CIFAR-10 budgets are quoted in 1/255 steps
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return str(value)
