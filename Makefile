@@ -1,6 +1,7 @@
 # invrob — the two commands of the README:
 #   make book   runs every notebook at the default profile, then builds the book
-#   make test   runs the test suite (pytest + nbval regression checks, smoke profile)
+#   make test   runs the test suite: unit tests, then one smoke run of the notebooks that feeds
+#               nbval, the numeric regression checks and a book build (tests/test_notebooks.py)
 # Both create .venv and install everything on first use.
 
 PYTHON  ?= python3
@@ -9,7 +10,7 @@ BIN     := $(VENV)/bin
 PROFILE ?= cpu
 STAMP   := $(VENV)/.installed
 
-.PHONY: install data notebooks book test test-fast bench nbval-update clean
+.PHONY: install data notebooks book test test-fast bench nbval-update screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ data: install  ## fetch and verify MNIST (+ the 20-image CIFAR-10 sample)
 	$(BIN)/python -m invrob.data
 
 notebooks: data  ## execute notebooks/ at PROFILE into book/experiments/
-	$(BIN)/python -m invrob.runbook --profile $(PROFILE)
+	$(BIN)/python -m invrob.runbook --profile $(PROFILE) --book
 
 book: notebooks  ## build the Jupyter Book into _build/html
 	$(BIN)/jupyter-book build . --path-output . --warningiserror --keep-going
@@ -34,13 +35,16 @@ test: data
 	$(BIN)/python -m pytest
 
 test-fast: data  ## unit tests only (no notebooks, no book)
-	$(BIN)/python -m pytest -m "not slow" --ignore=tests/notebooks
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: data  ## speed/memory table -> benchmarks/results.md
 	$(BIN)/python -m benchmarks
 
-nbval-update: data  ## re-record the smoke-profile notebooks that nbval checks
-	OMP_NUM_THREADS=1 $(BIN)/python -m invrob.runbook --profile smoke --fresh --dest tests/notebooks
+nbval-update: data  ## re-record tests/notebooks (nbval) and tests/reference/smoke (tables) from one smoke run
+	$(BIN)/python -m invrob.regression record
+
+screenshots:  ## the built book in headless Chromium at 1400 and 800 px -> _build/screenshots/
+	$(BIN)/python tools/screenshots.py
 
 clean:
 	rm -rf _build results/smoke checkpoints/smoke

@@ -254,3 +254,15 @@ def subspace_table(trained: Trained, x, y, eps: float, steps: int, small_angles:
                       "max_cosine": float(np.max(c))} for name, c in pairs.items()]
         return pd.DataFrame(rows)
     return _tagged(trained, measure, progress, "subspaces")
+
+
+def show_progress(profile: str) -> bool:
+    """Whether a notebook shows progress bars and checkpoint logs.
+
+    Yes in interactive runs; no at the ``smoke`` profile (the regression checks compare
+    outputs) and no in runs for the book (``INVROB_PROGRESS=0``, which
+    ``invrob run --book`` sets): a reader of the book sees results, not a run log.
+    """
+    import os
+
+    return profile != "smoke" and os.environ.get("INVROB_PROGRESS", "1") != "0"

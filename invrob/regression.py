@@ -23,7 +23,10 @@ Tolerance of a metric, per row: ``abs + points / n + rel · |reference|``, with
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,7 +203,7 @@ def record_results(results_root: str | Path, reference_root: str | Path) -> list
                 source, nrows=0).columns and "n" not in table.keys else [])]]
             dest = reference_root / f"{name}.csv"
             dest.parent.mkdir(parents=True, exist_ok=True)
-            frame.to_csv(dest, index=False, float_format="%.6g")
+            frame.to_csv(dest, index=False)  # full precision: the tolerances, not the file, round
     return changes
 
 
@@ -231,8 +234,8 @@ class _OutputComparer:
         from nbval import plugin
 
         patterns = {}
-        if sanitize_file is not None:
-            patterns = plugin.get_sanitize_patterns(Path(sanitize_file).read_text())
+        if sanitize_file is not None:  # an ordered {regex: replacement}, as nbval keeps it
+            patterns = dict(plugin.get_sanitize_patterns(Path(sanitize_file).read_text()))
         skip = ("metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
                 "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg")
         from types import SimpleNamespace
@@ -242,7 +245,33 @@ class _OutputComparer:
         self.comparison_traceback = []
         self.compare = plugin.IPyNbCell.compare_outputs.__get__(self)
         self.sanitize = plugin.IPyNbCell.sanitize.__get__(self)
-        self.format_output_compare = plugin.IPyNbCell.format_output_compare.__get__(self)
+
+    def format_output_compare(self, key: str, left: str, right: str) -> None:
+        """A unified diff of the sanitised reference and new output (nbval's own goes through pytest)."""
+        import difflib
+
+        diff = difflib.unified_diff(str(left).splitlines(), str(right).splitlines(), "recorded", "this run",
+                                    lineterm="", n=1)
+        self.comparison_traceback.append(f'output "{key}" differs:\n' + "\n".join(list(diff)[:40]))
+
+
+def _tables_as_html(outputs: list) -> list:
+    """A table is compared by its HTML (what the book shows), not by its text/plain twin.
+
+    pandas pads and wraps the plain-text form to the width of the numbers in it,
+    so the same table with other digits would differ in its layout, not only in
+    the (sanitised) numbers.
+    """
+    import copy
+
+    result = []
+    for output in outputs:
+        data = output.get("data", {})
+        if "text/html" in data and "text/plain" in data:
+            output = copy.deepcopy(output)
+            del output["data"]["text/plain"]
+        result.append(output)
+    return result
 
 
 def compare_notebooks(recorded: str | Path, executed: str | Path,
@@ -267,7 +296,7 @@ def compare_notebooks(recorded: str | Path, executed: str | Path,
         if "NBVAL_IGNORE_OUTPUT" in r.source:
             continue
         comparer.comparison_traceback = []
-        if not comparer.compare(n.get("outputs", []), r.get("outputs", [])):
+        if not comparer.compare(_tables_as_html(n.get("outputs", [])), _tables_as_html(r.get("outputs", []))):
             detail = "\n".join(str(line) for line in comparer.comparison_traceback)
             problems.append(f"{Path(recorded).name} cell {index}:\n{detail}")
     return problems
@@ -279,3 +308,116 @@ def copy_notebooks(executed: list[Path], dest: str | Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for path in executed:
         shutil.copy(path, dest / path.name)
+
+
+# --------------------------------------------------------------------------- the smoke run
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO / "tests" / "reference" / "smoke"     # recorded tables + tolerances
+RECORDED = REPO / "tests" / "notebooks"                # recorded executed notebooks (nbval)
+SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
+
+# A second CPU kernel selection: portable scalar code instead of AVX2/AVX-512, SSE4.1
+# oneDNN kernels, and MKL's conditional-numerical-reproducibility mode. Each changes the
+# rounding of float sums; the smoke run must pass its checks under both selections.
+ALT_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
+
+
+def prepare_data(folder: str | Path, source: str | Path | None = None) -> Path:
+    """A data folder for smoke runs: MNIST and the CIFAR-10 sample linked from ``source``,
+    and a CIFAR-10 stand-in built from the 20 sample images, so that every CIFAR-10
+    cell of the notebooks runs (at smoke size) without the real dataset."""
+    from .data import data_root, load_cifar10_sample, load_mnist, write_cifar10_folder
+
+    folder, source = Path(folder), data_root(source).resolve()
+    load_mnist(source, train=False)                 # fetched and verified in the source folder
+    x, y = load_cifar10_sample(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("MNIST", "cifar10-sample"):
+        link = folder / name
+        if not link.exists():
+            link.symlink_to(source / name, target_is_directory=True)
+    write_cifar10_folder(folder, x, y)
+    return folder
+
+
+def smoke_run(workdir: str | Path, data: str | Path, dest: str | Path | None = None,
+              log=lambda line: None) -> dict[str, float]:
+    """Run every study notebook once at the smoke profile in ``workdir`` (fresh), with ``data``.
+
+    Executed notebooks land in ``dest`` (default ``workdir/executed``), tables in
+    ``workdir/results/smoke``. One intra-op thread: the two runs of the test suite
+    share the machine's cores, and a fixed thread count fixes the order of sums.
+    """
+    from .runbook import run_all
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in ("INVROB_DATA", "OMP_NUM_THREADS")}
+    os.environ.update(INVROB_DATA=str(Path(data).resolve()), OMP_NUM_THREADS="1")
+    try:
+        return run_all("smoke", Path(dest or workdir / "executed"), workdir, fresh=True, log=log)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def start_smoke_run(workdir: str | Path, data: str | Path, env: dict[str, str]) -> subprocess.Popen:
+    """:func:`smoke_run` in a subprocess with extra environment variables (e.g. :data:`ALT_KERNELS`:
+    the kernel selection is read when torch loads, so it needs a process of its own)."""
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    log = open(Path(workdir) / "run.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "invrob.regression", "run", "--workdir", str(workdir),
+                             "--data", str(data)], env={**os.environ, **env}, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def record(workdir: str | Path | None = None) -> list[str]:
+    """Re-record the references from a fresh smoke run: tables into :data:`REFERENCE`,
+    executed notebooks into :data:`RECORDED`. Returns the numeric changes to review."""
+    import tempfile
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="invrob-record-"))
+    data = prepare_data(workdir / "data")
+    smoke_run(workdir, data, log=lambda line: print(line, flush=True))
+    changes = record_results(workdir / "results" / "smoke", REFERENCE)
+    copy_notebooks(sorted((workdir / "executed").glob("[0-9][0-9]_*.ipynb")), RECORDED)
+    return changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m invrob.regression",
+                                     description="smoke runs and the references they are checked against")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="one smoke run into a working folder")
+    run.add_argument("--workdir", required=True)
+    run.add_argument("--data", default=None, help="a folder from prepare_data (default: make one)")
+    rec = sub.add_parser("record", help="re-record tests/reference/smoke and tests/notebooks")
+    rec.add_argument("--workdir", default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            data = args.data or prepare_data(Path(args.workdir) / "data")
+            smoke_run(args.workdir, data, log=lambda line: print(line, flush=True))
+            return 0
+        changes = record(args.workdir)
+    except InvrobError as error:
+        print(f"invrob: {error}", file=sys.stderr)
+        return 2
+    print(f"recorded {REFERENCE.relative_to(REPO)} and {RECORDED.relative_to(REPO)}")
+    if changes:
+        print(f"{len(changes)} value(s) moved beyond tolerance against the previous references "
+              "(review them, and the git diff, before committing):")
+        print("\n".join(f"  {line}" for line in changes))
+    else:
+        print("no value moved beyond tolerance against the previous references")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

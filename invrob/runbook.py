@@ -209,8 +209,56 @@ def tidy_streams(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
+SKIPPED = "CIFAR-10 skipped"  # how a notebook says a part did not run at this profile
+QUIET = "INVROB_PROGRESS"    # "0": no progress bars or checkpoint logs (book runs)
+
+
+def for_book(path: Path | str) -> None:
+    """Make an executed notebook ready for the book, in place.
+
+    - papermill's injected-parameters cell is merged into the ``parameters`` cell
+      (each injected ``name = value`` replaces that name's line) and removed, so the
+      page shows one parameters cell, and a reader who opens the copy in Colab and
+      sets ``profile = "paper"`` there is not overridden by a later cell;
+    - a code cell whose only output says a part was skipped at this profile
+      (:data:`SKIPPED`) keeps its one-line message and loses its code on the page.
+    """
+    import re
+
+    import nbformat
+
+    notebook = nbformat.read(str(path), as_version=4)
+    tags = lambda cell: cell.setdefault("metadata", {}).setdefault("tags", [])
+    injected = [c for c in notebook.cells if "injected-parameters" in tags(c)]
+    params = next((c for c in notebook.cells if "parameters" in tags(c)), None)
+    for cell in injected:
+        if params is not None:
+            lines = params.source.split("\n")
+            for assignment in cell.source.split("\n"):
+                match = re.match(r"^(\w+)\s*=\s*(.+)$", assignment)
+                if not match:
+                    continue
+                name, value = match.groups()
+                for i, line in enumerate(lines):
+                    old = re.match(rf"^{name}\s*=\s*(.*?)(\s*#.*)?$", line)
+                    if old:
+                        lines[i] = f"{name} = {value}{old.group(2) or ''}"
+                        break
+                else:
+                    lines.append(f"{name} = {value}")
+            params.source = "\n".join(lines)
+        notebook.cells.remove(cell)
+    for cell in notebook.cells:
+        outputs = cell.get("outputs", [])
+        if (cell.cell_type == "code" and len(outputs) == 1 and outputs[0].get("output_type") == "stream"
+                and outputs[0].get("text", "").startswith(SKIPPED) and "remove-input" not in tags(cell)):
+            tags(cell).append("remove-input")
+    nbformat.write(notebook, str(path))
+
+
 def run_all(profile: str, dest: Path, workdir: Path | None = None, only: list[str] | None = None,
-            fresh: bool = False, log=print, notebooks: Path | str | None = None) -> dict[str, float]:
+            fresh: bool = False, log=print, notebooks: Path | str | None = None,
+            book: bool = False) -> dict[str, float]:
     """Run the study notebooks in order at ``profile``; return each one's wall time in seconds.
 
     ``notebooks``: the folder of ``NN_*.ipynb`` (default: the checkout's, see
@@ -219,6 +267,8 @@ def run_all(profile: str, dest: Path, workdir: Path | None = None, only: list[st
     ``checkpoints/<profile>`` land; ``fresh`` deletes both first (retrain everything).
     Each time is recorded in ``results/<profile>/notebook_times.csv`` for the book's
     cost table. The first failing notebook stops the run with its :class:`NotebookError`.
+    ``book``: a run for the book: no progress bars or checkpoint logs in the outputs
+    (:data:`QUIET`), and each executed copy prepared with :func:`for_book`.
     """
     check_choice(profile, PROFILES, "profile")
     workdir = Path(workdir) if workdir is not None else default_workdir()
@@ -233,11 +283,20 @@ def run_all(profile: str, dest: Path, workdir: Path | None = None, only: list[st
         for folder in ("results", "checkpoints"):
             shutil.rmtree(workdir / folder / profile, ignore_errors=True)
     seconds = {}
-    for notebook in selected:
-        log(f"[{profile}] {notebook.name} ...")
-        seconds[notebook.stem] = run_notebook(notebook, Path(dest) / notebook.name, profile, cwd=workdir)
-        log(f"[{profile}] {notebook.name} done in {seconds[notebook.stem]:.0f} s")
-        record_time(profile, notebook.stem, seconds[notebook.stem], workdir)
+    saved = os.environ.get(QUIET)
+    if book:
+        os.environ[QUIET] = "0"  # the kernels inherit it
+    try:
+        for notebook in selected:
+            log(f"[{profile}] {notebook.name} ...")
+            seconds[notebook.stem] = run_notebook(notebook, Path(dest) / notebook.name, profile, cwd=workdir)
+            log(f"[{profile}] {notebook.name} done in {seconds[notebook.stem]:.0f} s")
+            record_time(profile, notebook.stem, seconds[notebook.stem], workdir)
+            if book:
+                for_book(Path(dest) / notebook.name)
+    finally:
+        if book:
+            os.environ.pop(QUIET) if saved is None else os.environ.__setitem__(QUIET, saved)
     return seconds
 
 
@@ -279,6 +338,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m invrob.runbook") 
                              f"(default: {REPO / 'notebooks' if checkout else 'required: no checkout here'})")
     parser.add_argument("--fresh", action="store_true",
                         help="delete results/<profile> and checkpoints/<profile> first (retrain everything)")
+    parser.add_argument("--book", action="store_true",
+                        help="a run for the book: no progress bars or checkpoint logs in the outputs, "
+                             "papermill's injected cell merged into the parameters cell")
     args = parser.parse_args(argv)
     try:
         check_choice(args.profile, PROFILES, "profile")
@@ -287,7 +349,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m invrob.runbook") 
         dest = Path(args.dest).resolve() if args.dest else default_workdir() / "book" / "experiments"
         notebooks = Path(args.notebooks).resolve() if args.notebooks else None
         run_all(args.profile, dest, workdir, args.only, args.fresh,
-                log=lambda line: print(line, flush=True), notebooks=notebooks)
+                log=lambda line: print(line, flush=True), notebooks=notebooks, book=args.book)
     except NotebookError as error:
         print(f"invrob: {error}", file=sys.stderr)
         return 1

@@ -9,9 +9,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # Kernels started by nbval/papermill inherit this, so every notebook finds the same data.
 os.environ.setdefault("INVROB_DATA", str(REPO / "data"))
-# One intra-op thread: CPU float reductions are only bit-reproducible for a fixed
-# thread count, and nbval compares the notebooks' numbers with the recorded ones
-# (recorded the same way, by `make nbval-update`).
+# One intra-op thread: CPU float reductions are only bit-reproducible for a fixed thread
+# count (resume tests compare bit for bit), and the smoke runs share the cores.
 os.environ["OMP_NUM_THREADS"] = "1"
 
 
@@ -25,11 +24,3 @@ def mnist_test():
 def mnist_train():
     from invrob.data import load_mnist
     return load_mnist(train=True)
-
-
-def pytest_configure(config):
-    """nbval re-executes tests/notebooks/ in place: start it from no stale models or tables,
-    so every check compares a fresh smoke run with the recorded one."""
-    import shutil
-    for stale in ("results", "checkpoints"):
-        shutil.rmtree(REPO / "tests" / "notebooks" / stale, ignore_errors=True)

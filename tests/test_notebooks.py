@@ -1,9 +1,18 @@
-"""Every study notebook runs at the smoke profile, and the book built from them is sound.
+"""The study notebooks at the smoke profile: one execution feeds every check.
 
-One session-scoped run executes the notebooks with papermill (as `make notebooks` does)
-into a scratch copy of the book, then builds it with Jupyter Book, warnings as errors.
-The tests below check what a reader would trip over: a failing cell, a missing table
-or figure, a chapter page that is not there.
+A session fixture runs every notebook once with papermill (``invrob.regression.smoke_run``)
+into a scratch folder, with a data folder whose CIFAR-10 is a stand-in built from the 20
+real sample images (so the CIFAR-10 cells run too). That one run feeds
+
+- nbval's comparison of each cell's outputs with the recorded copy in ``tests/notebooks``
+  (numbers sanitised: what is compared is what any machine must reproduce);
+- the numeric regression check of every result table against ``tests/reference/smoke``,
+  within the tolerances stated in ``tests/reference/smoke/tolerances.yaml``;
+- the book build, warnings as errors, and the checks of its pages.
+
+Meanwhile a second smoke run executes in a subprocess under another CPU kernel
+selection (``invrob.regression.ALT_KERNELS``), and must pass the same checks: the proof
+that the regression checks are portable. Re-record with ``make nbval-update``.
 """
 from __future__ import annotations
 
@@ -16,7 +25,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from invrob.runbook import run_notebook, study_notebooks
+from invrob import regression
+from invrob.regression import (ALT_KERNELS, RECORDED, REFERENCE, SANITIZE, TOLERANCE_FILE,
+                               compare_notebooks, compare_results, compare_table, load_spec)
+from invrob.runbook import for_book, study_notebooks
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = study_notebooks()
@@ -24,22 +36,48 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
-    """Execute every notebook at the smoke profile into a scratch book; build it."""
-    root = tmp_path_factory.mktemp("book")
+def smoke(tmp_path_factory):
+    """The one smoke execution (and the book built from it); the second-kernel run in parallel."""
+    root = tmp_path_factory.mktemp("smoke")
+    data = regression.prepare_data(root / "data")
+    alt = regression.start_smoke_run(root / "alt", data, ALT_KERNELS)
+    book = root / "book"
+    book.mkdir()
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("experiments"))
-    for stale in ("results/smoke", "checkpoints/smoke"):  # a smoke run starts from nothing
-        shutil.rmtree(REPO / stale, ignore_errors=True)
-    seconds = {nb.stem: run_notebook(nb, root / "book" / "experiments" / nb.name, "smoke")
-               for nb in NOTEBOOKS}
+        shutil.copy(REPO / name, book / name)
+    shutil.copytree(REPO / "book", book / "book", ignore=shutil.ignore_patterns("experiments"))
+    try:
+        seconds = regression.smoke_run(root / "main", data)
+    except Exception:
+        alt.kill()
+        raise
+    chapters = book / "book" / "experiments"
+    chapters.mkdir()
+    for notebook in NOTEBOOKS:  # the book renders its own copies, as `make notebooks` writes them
+        shutil.copy(root / "main" / "executed" / notebook.name, chapters / notebook.name)
+        for_book(chapters / notebook.name)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, as `make book` uses
-    build = subprocess.run([str(jupyter_book), "build", str(root), "--path-output",
-                            str(root), "--warningiserror", "--keep-going"],
-                           capture_output=True, text=True, cwd=REPO)
-    return root, seconds, build
+    build = subprocess.run([str(jupyter_book), "build", str(book), "--path-output", str(book),
+                            "--warningiserror", "--keep-going"], capture_output=True, text=True, cwd=book)
+    return {"root": root, "data": data, "main": root / "main", "book": book, "build": build,
+            "seconds": seconds, "executed": root / "main" / "executed", "chapters": chapters, "alt": alt}
 
+
+@pytest.fixture(scope="session")
+def alt_run(smoke):
+    """The second-kernel run, waited for (it started with the main run)."""
+    process = smoke["alt"]
+    try:
+        code = process.wait(timeout=900)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the second-kernel smoke run took more than 15 minutes")
+    log = (smoke["root"] / "alt" / "run.log").read_text()
+    assert code == 0, f"the second-kernel smoke run failed:\n{log[-3000:]}"
+    return smoke["root"] / "alt"
+
+
+# --------------------------------------------------------------------------- the notebooks themselves
 
 def test_every_study_has_a_notebook():
     stems = [nb.stem for nb in NOTEBOOKS]
@@ -56,14 +94,159 @@ def test_notebook_has_a_parameters_cell_with_a_profile(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda nb: nb.stem)
-def test_notebook_runs_at_smoke_profile(smoke_book, notebook):
+def test_recorded_copy_has_the_notebooks_cells(notebook):
+    """tests/notebooks cannot drift from notebooks/: same cells, papermill's injected one aside."""
+    recorded = RECORDED / notebook.name
+    assert recorded.exists(), f"no recorded copy of {notebook.name}: run make nbval-update"
+    assert regression.code_sources(recorded) == regression.code_sources(notebook), (
+        f"{recorded.relative_to(REPO)} is stale: its cells differ from {notebook.relative_to(REPO)}; "
+        "re-record with make nbval-update and review the diff")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda nb: nb.stem)
+def test_notebook_runs_at_smoke_profile(smoke, notebook):
     # Timing is reported (pytest -s), not asserted: speed targets live in benchmarks/.
-    root, seconds, _ = smoke_book
-    print(f"{notebook.stem}: {seconds[notebook.stem]:.0f} s at the smoke profile")
-    executed = json.loads((root / "book" / "experiments" / notebook.name).read_text())
+    print(f"{notebook.stem}: {smoke['seconds'][notebook.stem]:.0f} s at the smoke profile")
+    executed = json.loads((smoke["main"] / "executed" / notebook.name).read_text())
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
 
+
+def test_cifar10_cells_ran_on_the_stand_in(smoke):
+    """The branch a Colab user takes with CIFAR-10 present: settings, grids, tables, figures."""
+    results = smoke["main"] / "results" / "smoke"
+    for table in ("01_invariance_vs_robustness/cifar10_invariance", "01_invariance_vs_robustness/cifar10_robustness",
+                  "03_robustness_vs_invariance/cifar10_invariance"):
+        frame = pd.read_csv(results / f"{table}.csv")
+        assert (frame["dataset"] == "cifar10").all() and frame["accuracy"].between(0, 1).all()
+    robustness = pd.read_csv(results / "01_invariance_vs_robustness" / "cifar10_robustness.csv")
+    assert set(robustness["n"]) == {20}  # the 20 sample images, all of the stand-in's test set
+    assert (results / "03_robustness_vs_invariance" / "cifar10_rotated_accuracy.png").exists()
+
+
+# --------------------------------------------------------------------------- nbval: outputs
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda nb: nb.stem)
+def test_outputs_match_the_recorded_copy(smoke, notebook):
+    problems = compare_notebooks(RECORDED / notebook.name, smoke["main"] / "executed" / notebook.name, SANITIZE)
+    assert not problems, "\n\n".join(problems)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda nb: nb.stem)
+def test_outputs_match_under_other_cpu_kernels(alt_run, notebook):
+    problems = compare_notebooks(RECORDED / notebook.name, alt_run / "executed" / notebook.name, SANITIZE)
+    assert not problems, "\n\n".join(problems)
+
+
+def test_output_check_ignores_measured_numbers_but_not_words_or_figures(tmp_path):
+    """Sanitising hides the digits of a measurement, nothing else the comparison should see."""
+    import re
+
+    recorded = RECORDED / "01_invariance_vs_robustness.ipynb"
+    original = json.loads(recorded.read_text())
+
+    def variant(edit):
+        notebook = json.loads(json.dumps(original))
+        edit(notebook["cells"])
+        path = tmp_path / "variant.ipynb"
+        path.write_text(json.dumps(notebook))
+        return compare_notebooks(recorded, path, SANITIZE)
+
+    def outputs(cells, kind):
+        return [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == kind]
+
+    def renumber(cells):
+        for o in outputs(cells, "execute_result"):
+            o["data"] = {k: re.sub(r"\d+\.\d+", "0.987", "".join(v)) if k.startswith("text/") else v
+                         for k, v in o["data"].items()}
+
+    def reword(cells):
+        o = outputs(cells, "stream")[0]
+        o["text"] = "".join(o["text"]).replace("models", "modals", 1) + "an extra line\n"
+
+    def drop_figure(cells):
+        for c in cells:
+            figures = [o for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+            if figures:
+                c["outputs"].remove(figures[0])
+                return
+
+    assert variant(renumber) == []
+    assert variant(reword), "a changed line of text must fail the comparison"
+    assert variant(drop_figure), "a missing figure must fail the comparison"
+
+
+# --------------------------------------------------------------------------- numeric regression
+
+def test_result_tables_match_the_references(smoke):
+    problems = compare_results(smoke["main"] / "results" / "smoke", REFERENCE)
+    assert not problems, "\n".join(problems)
+
+
+def test_result_tables_match_under_other_cpu_kernels(alt_run):
+    problems = compare_results(alt_run / "results" / "smoke", REFERENCE)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_tolerance_states_a_reason():
+    spec = load_spec(REFERENCE / TOLERANCE_FILE)
+    assert spec.tables and all(t.reason for table in spec.tables.values() for t in table.metrics.values())
+    assert all(reason for reason in spec.ignored.values())
+
+
+@pytest.fixture
+def smoke_models(smoke):
+    """The invariance study's smoke models, reloaded from the run's checkpoints, in its dtype."""
+    import torch
+
+    from invrob import experiments as ex, profiles
+
+    before = torch.get_default_dtype()
+    profiles.use_dtype("smoke")
+    try:
+        S = profiles.settings("invariance", "smoke")
+        x_train, y_train, x_test, y_test = ex.load_split("mnist", S.train_size, S.test_size, smoke["data"])
+        trained, _ = ex.train_all(ex.study_configs(S), x_train, y_train,
+                                  smoke["main"] / "checkpoints" / "smoke", progress=False)
+        x_att, y_att = ex.subset(x_test, y_test, S.attack_size)
+        yield S, trained, (x_test, y_test), (x_att, y_att)
+    finally:
+        torch.set_default_dtype(before)
+
+
+def test_regression_check_catches_a_weaker_attack(smoke_models, monkeypatch):
+    """PGD's step factor 2.5 → 1.0 (a weaker attack) must fail the robustness table's check."""
+    import importlib
+
+    from invrob import experiments as ex
+
+    pgd = importlib.import_module("invrob.attacks.pgd")  # the module (the package exports a function `pgd`)
+    S, trained, _, (x_att, y_att) = smoke_models
+    spec = load_spec(REFERENCE / TOLERANCE_FILE).tables["01_invariance_vs_robustness/robustness"]
+    reference = pd.read_csv(REFERENCE / "01_invariance_vs_robustness" / "robustness.csv")
+    same = ex.robustness_table(trained, x_att, y_att, S.eps_grid, steps=S.pgd_steps, restarts=S.restarts)
+    assert compare_table(spec, reference, same) == []  # the library call reproduces the notebook's table
+    monkeypatch.setattr(pgd, "ALPHA_FACTOR", 1.0)
+    weaker = ex.robustness_table(trained, x_att, y_att, S.eps_grid, steps=S.pgd_steps, restarts=S.restarts)
+    problems = compare_table(spec, reference, weaker)
+    assert problems, "a weaker attack passed the regression check"
+    assert all("robustness.csv, row model=" in p and "reference" in p for p in problems)
+
+
+def test_regression_check_catches_a_shifted_theta_grid(smoke_models):
+    from invrob import experiments as ex
+
+    S, trained, (x_test, y_test), _ = smoke_models
+    spec = load_spec(REFERENCE / TOLERANCE_FILE).tables["01_invariance_vs_robustness/invariance"]
+    reference = pd.read_csv(REFERENCE / "01_invariance_vs_robustness" / "invariance.csv")
+    assert compare_table(spec, reference, ex.invariance_table(trained, x_test, y_test, S.phis)) == []
+    shifted = ex.invariance_table(trained, x_test, y_test, [p + 15 for p in S.phis[:-1]] + [S.phis[-1]])
+    problems = compare_table(spec, reference, shifted)
+    assert any("missing from the result" in p for p in problems)
+    assert any("is new" in p for p in problems)
+
+
+# --------------------------------------------------------------------------- tables and the book
 
 TABLES = {
     "01_invariance_vs_robustness": {"invariance": ["model", "theta", "seed", "phi", "accuracy"],
@@ -79,9 +262,9 @@ TABLES = {
 
 
 @pytest.mark.parametrize("notebook", sorted(TABLES))
-def test_results_are_tidy_tables(smoke_book, notebook):
+def test_results_are_tidy_tables(smoke, notebook):
     for table, columns in TABLES[notebook].items():
-        frame = pd.read_csv(REPO / "results" / "smoke" / notebook / f"{table}.csv")
+        frame = pd.read_csv(smoke["main"] / "results" / "smoke" / notebook / f"{table}.csv")
         assert set(columns) <= set(frame.columns) and len(frame) > 0
         keys = [c for c in frame.columns if c not in ("accuracy", "gap", "distance", "mean_cosine",
                                                        "max_cosine", "n") and not c.startswith(("mean", "median"))]
@@ -90,8 +273,8 @@ def test_results_are_tidy_tables(smoke_book, notebook):
             assert frame["accuracy"].between(0, 1).all()
 
 
-def test_smoke_measurements_are_sane(smoke_book):
-    results = REPO / "results" / "smoke"
+def test_smoke_measurements_are_sane(smoke):
+    results = smoke["main"] / "results" / "smoke"
     robustness = pd.read_csv(results / "01_invariance_vs_robustness" / "robustness.csv")
     for _, group in robustness.groupby(["model", "theta", "seed"]):
         accuracy = group.sort_values("eps")["accuracy"].to_numpy()
@@ -100,16 +283,15 @@ def test_smoke_measurements_are_sane(smoke_book):
     assert cosines["mean_cosine"].between(0, 1 + 1e-9).all()
 
 
-def test_book_builds_without_warnings(smoke_book):
-    _, _, build = smoke_book
+def test_book_builds_without_warnings(smoke):
+    build = smoke["build"]
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
 
 
-def test_book_pages_and_figures_exist_and_show_no_errors(smoke_book):
+def test_book_pages_and_figures_exist_and_show_no_errors(smoke):
     from bs4 import BeautifulSoup
 
-    root, _, build = smoke_book
-    html = root / "_build" / "html"
+    html = smoke["book"] / "_build" / "html"
     pages = [html / "book" / "intro.html", html / "book" / "reproduce.html", html / "book" / "api.html"]
     pages += [html / "book" / "experiments" / f"{nb.stem}.html" for nb in NOTEBOOKS]
     for page in pages:
@@ -126,3 +308,37 @@ def test_book_pages_and_figures_exist_and_show_no_errors(smoke_book):
     assert len([f for f in figures if not f.get("src", "").startswith("http")]) >= 3
     assert "autofunction" not in (html / "book" / "api.html").read_text()
     assert "rotated_accuracy" in (html / "book" / "api.html").read_text()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda nb: nb.stem)
+def test_colab_launch_target_takes_the_parameters_cell_profile(smoke, notebook):
+    """The rocket button opens book/experiments/NN.ipynb: `profile = "paper"` set in its
+    parameters cell must take effect, so no later cell may assign the profile again."""
+    import re
+
+    cells = json.loads((smoke["chapters"] / notebook.name).read_text())["cells"]
+    assigns = [i for i, c in enumerate(cells) if c["cell_type"] == "code"
+               and re.search(r"^profile\s*=", "".join(c["source"]), re.MULTILINE)]
+    params = [i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", [])]
+    assert params and assigns == params, f"cells assigning profile: {assigns}, parameters cell: {params}"
+    assert not [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+    source = "".join(cells[params[0]]["source"])
+    assert 'profile = "smoke"' in source, "the run's profile is shown where a reader would change it"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda nb: nb.stem)
+def test_chapter_page_shows_no_pipeline_noise(smoke, notebook):
+    """No papermill cell, no nbval markers, no raw progress bars, no code of a part that did not run."""
+    import re
+
+    from bs4 import BeautifulSoup
+
+    page = smoke["book"] / "_build" / "html" / "book" / "experiments" / f"{notebook.stem}.html"
+    soup = BeautifulSoup(page.read_text(), "html.parser")
+    text = soup.get_text()
+    assert "# Parameters" not in text and "injected-parameters" not in page.read_text()
+    assert "NBVAL" not in text
+    assert not re.search(r"\d+%\|", text), "a progress bar reached the page"
+    for block in soup.select("div.cell"):
+        if any("CIFAR-10 skipped" in out.get_text() for out in block.select("div.cell_output")):
+            assert not block.select("div.cell_input"), "the code of a part that did not run is shown"

@@ -149,3 +149,28 @@ def test_cli_runs_from_another_directory_with_relative_paths(tmp_path):
         f"second line of the message (executed copy: {failed})")
     assert "Traceback" not in proc.stderr
     assert failed.is_file() and not (tmp_path / "out" / "02_bad.ipynb").exists()
+
+
+def test_for_book_merges_injected_parameters_and_hides_skipped_code(tmp_path):
+    import nbformat
+
+    from invrob.runbook import for_book
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "cpu"        # smoke | cpu | paper\nseeds = None  # None: all')
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell('# Parameters\nprofile = "paper"\nseeds = [0, 1]\nextra = 3\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    skipped = nbformat.v4.new_code_cell("if not cifar:\n    print('CIFAR-10 skipped: ...')")
+    skipped.outputs = [nbformat.v4.new_output("stream", name="stdout", text="CIFAR-10 skipped: no data\n")]
+    ran = nbformat.v4.new_code_cell("print(1)")
+    ran.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nb.cells = [params, injected, skipped, ran]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    for_book(path)
+    cells = nbformat.read(str(path), as_version=4).cells
+    assert len(cells) == 3 and "injected-parameters" not in str([c.metadata for c in cells])
+    assert cells[0].source.splitlines() == ['profile = "paper"        # smoke | cpu | paper',
+                                            "seeds = [0, 1]  # None: all", "extra = 3"]
+    assert "remove-input" in cells[1].metadata["tags"] and "remove-input" not in cells[2].metadata.get("tags", [])

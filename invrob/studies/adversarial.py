@@ -22,7 +22,7 @@ SETTINGS = {
                   pgd_steps=5, attack_size=64, pca_size=64, pca_k=[1, 5, 10], eps_attack=0.1,
                   check_size=32, check_steps=10, check_restarts=2,
                   small_angles=[-5, -3, -1, 1, 3, 5], cifar=True,
-                  cifar_train_size=256, cifar_epochs=1, cifar_lr=0.01,
+                  cifar_train_size=256, cifar_epochs=1, cifar_lr=0.01, cifar_width=4, cifar_attack_steps=2,
                   cifar_eps_train=[0.0, 8 / 255]),
     # Adam without weight decay and a 3-epoch linear ε ramp: with SGD (lr 0.01, 4
     # epochs) LeNet at ε = 0.3 stayed at 28% training accuracy; this recipe reaches
@@ -33,7 +33,7 @@ SETTINGS = {
                 worst_k=13, pgd_steps=20, attack_size=500,
                 check_size=200, check_steps=50, check_restarts=3, pca_size=1000, pca_k=[1, 5, 10, 20, 50],
                 eps_attack=0.1, small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=False,
-                cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1,
+                cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None, cifar_attack_steps=10,
                 cifar_eps_train=[0.0, 2 / 255, 4 / 255, 8 / 255]),
     "paper": dict(models=["lenet"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1, 2],
                   train_size=None, epochs=30, batch_size=128, optimizer="adam", lr=1e-3,
@@ -42,7 +42,7 @@ SETTINGS = {
                   pgd_steps=40, attack_size=2000, pca_size=5000, pca_k=[1, 5, 10, 20, 50], eps_attack=0.1,
                   check_size=1000, check_steps=200, check_restarts=10,
                   small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=True,
-                  cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1,
+                  cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None, cifar_attack_steps=10,
                   cifar_eps_train=[0.0, 2 / 255, 4 / 255, 8 / 255]),
 }
 
@@ -66,14 +66,19 @@ CLAIM_K = 10             # subspace dimension the orthogonality claim is judged 
 def configs(settings, dataset: str = "mnist") -> list:
     """Every model × ε × seed: PGD adversarial training at ε (ε = 0: natural training).
 
-    ``dataset="cifar10"``: ResNet-18 at the profile's ``cifar_eps_train``, PGD-10, step 2/255.
+    ``dataset="cifar10"``: ResNet-18 at the profile's ``cifar_eps_train``, PGD with
+    ``cifar_attack_steps`` steps of 2/255 (10 at ``paper``, as the authors' code), of
+    width ``cifar_width`` (``None``: the standard 64; the smoke profile's narrow one
+    only exercises the code path).
     """
     from ..train import TrainConfig
 
     S = settings
     if dataset == "cifar10":
+        width = {} if S.cifar_width is None else {"width": S.cifar_width}
         return [TrainConfig(model="resnet18", dataset=dataset, epochs=S.cifar_epochs, lr=S.cifar_lr,
-                            eps=e, attack_steps=10, attack_alpha=2 / 255, seed=s)
+                            eps=e, attack_steps=S.cifar_attack_steps, attack_alpha=2 / 255, seed=s,
+                            model_kwargs=width)
                 for e in S.cifar_eps_train for s in S.seeds]
     common = dict(dataset=dataset, epochs=S.epochs, batch_size=S.batch_size, optimizer=S.optimizer,
                   lr=S.lr, weight_decay=S.weight_decay)

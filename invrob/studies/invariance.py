@@ -21,7 +21,7 @@ SETTINGS = {
                   pgd_steps=5, attack_size=64, restarts=1,
                   distance_size=64, distance_steps=5, bisection_steps=6,
                   check_size=32, check_steps=10, check_restarts=2, cifar=True,
-                  cifar_train_size=256, cifar_epochs=1, cifar_lr=0.01,
+                  cifar_train_size=256, cifar_epochs=1, cifar_lr=0.01, cifar_width=4,
                   cifar_eps_grid=[0.0, 2 / 255, 8 / 255]),
     "cpu": dict(models=["stdcnn", "gcnn_p4"], thetas=ALL_THETAS, seeds=[0, 1],
                 train_size=20000, epochs=5, batch_size=128, optimizer="sgd", lr=0.05,
@@ -30,7 +30,7 @@ SETTINGS = {
                 pgd_steps=20, attack_size=500, restarts=1,
                 distance_size=200, distance_steps=20, bisection_steps=8,
                 check_size=200, check_steps=50, check_restarts=3, cifar=False,
-                cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1,
+                cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None,
                 cifar_eps_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]),
     "paper": dict(models=["stdcnn", "gcnn_p4"], thetas=ALL_THETAS, seeds=[0, 1, 2],
                   train_size=None, epochs=30, batch_size=128, optimizer="sgd", lr=0.05,
@@ -39,7 +39,7 @@ SETTINGS = {
                   pgd_steps=40, attack_size=2000, restarts=1,
                   distance_size=1000, distance_steps=40, bisection_steps=10,
                   check_size=1000, check_steps=200, check_restarts=10, cifar=True,
-                  cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1,
+                  cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None,
                   cifar_eps_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]),
 }
 
@@ -65,13 +65,17 @@ NORMS = {"linf": "ℓ∞", "l2": "ℓ2"}
 def configs(settings, dataset: str = "mnist") -> list:
     """Every model × θ × seed: natural training with rotation augmentation in [−θ, θ].
 
-    ``dataset="cifar10"`` uses the profile's ``cifar_*`` settings.
+    ``dataset="cifar10"`` uses the profile's ``cifar_*`` settings (``cifar_width``:
+    ``None`` for the standard width; the smoke profile's narrow models only exercise
+    the code path).
     """
     from ..train import TrainConfig
 
     S = settings
     if dataset == "cifar10":
-        return [TrainConfig(model=m, dataset=dataset, epochs=S.cifar_epochs, lr=S.cifar_lr, theta=t, seed=s)
+        width = {} if S.cifar_width is None else {"width": S.cifar_width}
+        return [TrainConfig(model=m, dataset=dataset, epochs=S.cifar_epochs, lr=S.cifar_lr, theta=t, seed=s,
+                            model_kwargs=width)
                 for m in S.models for t in S.thetas for s in S.seeds]
     common = dict(dataset=dataset, epochs=S.epochs, batch_size=S.batch_size, optimizer=S.optimizer,
                   lr=S.lr, weight_decay=S.weight_decay)
