@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from tqdm import tqdm  # text bars: render in executed notebooks and the book alike
 
-from .attacks import APGD, PGD, minimal_perturbation, robust_accuracy
+from .attacks import APGD, PGD, minimal_perturbation, robust_accuracy, worst_of_k_accuracy
 from .data import load_dataset
 from .metrics import bootstrap_ci, model_device, predict
-from .rotations import rotated_accuracy, worst_of_k_accuracy
+from .rotations import rotated_accuracy
 from .train import TrainConfig, train
 
 Trained = list[tuple[TrainConfig, nn.Module]]
@@ -45,13 +45,6 @@ def load_split(dataset: str, train_size: int | None, test_size: int | None, data
     x_train, y_train = subset(*load_dataset(dataset, data_root, train=True), train_size)
     x_test, y_test = subset(*load_dataset(dataset, data_root, train=False), test_size)
     return x_train.to(dtype), y_train, x_test.to(dtype), y_test
-
-
-def study_configs(settings, dataset: str = "mnist") -> list[TrainConfig]:
-    """The training grid of ``settings.study`` at its profile: :meth:`invrob.studies.base.Study.configs`."""
-    from .studies import get  # the studies sit above this module: imported when used, not at load
-
-    return get(settings.study).configs(settings, dataset)
 
 
 def study_dirs(notebook: str, profile: str, output_dir=None, checkpoint_dir=None) -> tuple[Path, Path]:

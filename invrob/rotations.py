@@ -29,7 +29,7 @@ from .errors import InvrobError, check_positive_int, check_theta
 from .metrics import check_model_inputs, eval_mode, model_device
 
 __all__ = ["rotate", "rotation_tangent", "random_angles", "random_rotate", "rotated_accuracy",
-           "worst_of_k_accuracy"]
+]
 
 
 def _angles_tensor(angles, batch: int, device: torch.device) -> torch.Tensor:
@@ -276,20 +276,3 @@ def rotated_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thetas:
                             batch_size, progress, desc="rotated accuracy")
     acc = correct.double().mean(1).cpu().numpy()
     return pd.DataFrame({"theta": grid, "accuracy": acc, "n": len(x)})
-
-
-def worst_of_k_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, theta: float,
-                        k: int = 10, batch_size: int = 1000) -> float:
-    """Accuracy under the grid attack of Engstrom et al. (2019).
-
-    An image counts as correct only if it is classified correctly at *all* k
-    angles evenly spaced in ``[-theta, theta]`` (``numpy.linspace``; k = 1 is
-    the single angle 0, i.e. the clean accuracy). A lower bound on accuracy at
-    any fixed angle of the grid. Computed by the grid attack
-    :class:`invrob.attacks.RotationGrid` (whose ``x_adv`` is the failing rotation).
-    """
-    # Deferred import: invrob.attacks builds on this module (rotate, _correct_grid).
-    from .attacks.spatial import RotationGrid
-
-    attack = RotationGrid(model, theta, k, batch_size)
-    return attack.correct_grid(x, y).all(0).double().mean().item()

@@ -14,7 +14,24 @@ transformed:
   ε may be ramped up linearly over the first ``eps_warmup_epochs`` epochs
   (per batch), which helps small networks get off the ground.
 
-Both may be combined (rotate first, then attack).
+- **worst-of-k spatial adversarial training** (``spatial_attack``, Engstrom et
+  al. 2019): each image is replaced by the worst of k random rotations +
+  translations (:class:`invrob.attacks.WorstOfK`, misclassified if any, else
+  the largest cross-entropy), with k and the ranges in the config.
+
+They compose, in this order: rotate each image by a random angle in
+``[-θ, θ]``, then the worst-of-k spatial transformation, then PGD at ε **on the
+transformed batch** (the ε-ball is around the rotated image: the joint threat
+model of :class:`invrob.attacks.JointAttack`).
+
+Recipes are data, not code. ``schedule`` makes θ and ε piecewise constant in
+the epoch: a tuple of stages ``(start_epoch, θ, ε)``, each in force from its
+start epoch until the next one starts (:func:`stage_at`, a pure function of
+the epoch, like the learning rate, so resuming needs no extra state). CuSP
+(Kamath et al., NeurIPS 2021; the authors' ``cusp_cifar10.py``) is
+``schedule=((0, 120, 2/255), (75, 150, 4/255), (90, 180, 8/255))`` with
+``lr_schedule="step", lr_milestones=(75, 90, 100)`` over 120 epochs. With a
+schedule the history also records the ``theta`` and ``eps`` of every epoch.
 
 Reproducibility. Everything random in the loop — the shuffling, the rotation
 angles, the PGD random starts — is drawn from one dedicated CPU
@@ -51,13 +68,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InvrobError, check_choice, check_eps, check_positive_int, check_theta
-from .attacks import pgd_training_examples
+from .attacks import WorstOfK, attack_mode, pgd_training_examples
 from .data import DATASETS, IMAGE_SHAPES
 from .metrics import accuracy
 from .utils import atomic_torch_save, default_device
 
 __all__ = ["TrainConfig", "train", "load_checkpoint", "checkpoint_path",
-           "lr_at", "CHECKPOINT_VERSION"]
+           "lr_at", "stage_at", "CUSP_SCHEDULE", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "invrob-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -68,6 +85,13 @@ SCHEDULES = ("constant", "cosine", "step")
 RUNTIME_FIELDS = ("device",)
 # Fields that only matter for adversarial training (eps > 0).
 ATTACK_FIELDS = ("attack_steps", "attack_alpha", "eps_warmup_epochs")
+# Fields added after the first checkpoints were written: left out of the digest
+# while they hold their default (None), so every earlier config keeps its hash,
+# its slug and therefore its checkpoint folder.
+OPTIONAL_FIELDS = ("schedule", "spatial_attack", "lr_milestones")
+SPATIAL_ATTACK_DEFAULTS = {"k": 10, "max_angle": 30.0, "max_shift": 3.0}
+# The curriculum of the authors' cusp_cifar10.py: (start epoch, θ in degrees, ε) of 120 epochs.
+CUSP_SCHEDULE = ((0, 120.0, 2 / 255), (75, 150.0, 4 / 255), (90, 180.0, 8 / 255))
 _KEYS = ("format", "version", "config", "epoch", "done", "model_state", "history")
 _RESUME_KEYS = ("optimizer_state", "step", "generator_state",
                 "torch_rng_state", "numpy_rng_state", "python_rng_state")
@@ -97,6 +121,58 @@ def _positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
     return number + 0.0  # -0.0 -> 0.0: one spelling per value, so one slug and one hash
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_schedule(schedule: Any, epochs: int) -> tuple:
+    """Stages ``(start_epoch, θ, ε)`` as a tuple of (int, float, float) tuples, or one InvrobError."""
+    if isinstance(schedule, (str, bytes)) or not isinstance(schedule, (list, tuple)) or not schedule:
+        raise InvrobError(f"schedule must be a non-empty list of (start_epoch, theta, eps) stages, "
+                          f"got {schedule!r}")
+    stages = []
+    for i, stage in enumerate(schedule):
+        if isinstance(stage, (str, bytes)) or not isinstance(stage, (list, tuple)) or len(stage) != 3:
+            raise InvrobError(f"schedule stage {i} must be (start_epoch, theta, eps), got {stage!r}")
+        start, theta, eps = stage
+        if not _is_int(start) or not 0 <= start < epochs:
+            raise InvrobError(f"schedule stage {i} starts at epoch {start!r}: must be an integer in "
+                              f"[0, epochs={epochs})")
+        theta = check_theta(theta, f"theta of schedule stage {i}") + 0.0
+        eps = check_eps(eps, f"eps of schedule stage {i}") + 0.0
+        if eps > 1:
+            raise InvrobError(f"eps of schedule stage {i} is in [0, 1] pixel units, got {stage[2]!r}")
+        stages.append((int(start), theta, eps))
+    starts = [stage[0] for stage in stages]
+    if starts[0] != 0:
+        raise InvrobError(f"the first schedule stage must start at epoch 0, got {starts[0]}")
+    if any(b <= a for a, b in zip(starts, starts[1:])):
+        raise InvrobError(f"schedule stages must be sorted by start epoch, each later than the last, "
+                          f"got start epochs {starts}")
+    return tuple(stages)
+
+
+def _check_spatial_attack(options: Any) -> dict:
+    """``{"k", "max_angle", "max_shift"}`` with defaults filled in, or one InvrobError."""
+    if not isinstance(options, dict) or not set(options) <= set(SPATIAL_ATTACK_DEFAULTS):
+        raise InvrobError(f"spatial_attack must be a dict with keys among {sorted(SPATIAL_ATTACK_DEFAULTS)} "
+                          f"(or None), got {options!r}")
+    values = {**SPATIAL_ATTACK_DEFAULTS, **options}
+    check_positive_int(values["k"], "spatial_attack['k']")
+    return {"k": int(values["k"]),
+            "max_angle": check_theta(values["max_angle"], "spatial_attack['max_angle']") + 0.0,
+            "max_shift": check_eps(values["max_shift"], "spatial_attack['max_shift']") + 0.0}
+
+
+def _check_milestones(milestones: Any, epochs: int) -> tuple:
+    if isinstance(milestones, (str, bytes)) or not isinstance(milestones, (list, tuple)) or not milestones \
+            or not all(_is_int(m) and 0 < m < epochs for m in milestones) \
+            or any(b <= a for a, b in zip(milestones, milestones[1:])):
+        raise InvrobError(f"lr_milestones must be increasing integer epochs in (0, epochs={epochs}), "
+                          f"got {milestones!r}")
+    return tuple(int(m) for m in milestones)
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a trained model (and its checkpoint file name).
@@ -108,6 +184,24 @@ class TrainConfig:
     is an optional readable label in the slug (runs that differ in any field
     already get different slugs through the config hash). ``device`` ("auto",
     "cpu", "cuda", ...) is where to run; it is not part of the run's identity.
+
+    Recipes beyond a fixed (θ, ε) (module docstring):
+
+    - ``schedule``: stages ``(start_epoch, θ, ε)``, sorted, the first at epoch 0
+      (e.g. :data:`CUSP_SCHEDULE`). ``theta`` and ``eps`` then come from it:
+      leave them at 0 and they are set to the final stage's values (what the
+      slug shows, with ``-sched``); ``eps_warmup_epochs`` must be 0, and a
+      given ``attack_alpha`` is used as is at every stage (the authors' fixed
+      PGD step), else α = 2.5 ε / steps per stage.
+    - ``spatial_attack``: ``{"k": 10, "max_angle": 30.0, "max_shift": 3.0}``
+      (any subset; missing keys take these defaults, Engstrom et al.'s) for
+      worst-of-k spatial adversarial training; ``None``: off.
+    - ``lr_milestones``: with ``lr_schedule="step"``, the epochs at which the
+      learning rate is multiplied by 0.1 (default: 50 % and 75 % of the epochs).
+
+    Each of the three is left out of :meth:`digest` while it is ``None``, so
+    configs that do not use them keep the hashes (and checkpoint folders) they
+    had before these fields existed.
     """
 
     model: str
@@ -129,6 +223,9 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     tag: str = ""
     device: str = "auto"
+    schedule: tuple | None = None
+    spatial_attack: dict | None = None
+    lr_milestones: tuple | None = None
 
     def __post_init__(self):
         if self.lr is None:
@@ -184,7 +281,30 @@ class TrainConfig:
                 torch.device(self.device)
         except (TypeError, RuntimeError):
             raise InvrobError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
+        if self.schedule is not None:
+            self.schedule = _check_schedule(self.schedule, self.epochs)
+            theta, eps = self.schedule[-1][1:]
+            if self.theta not in (0.0, theta) or self.eps not in (0.0, eps):
+                raise InvrobError(f"with a schedule, theta and eps come from its stages: leave them at 0 "
+                                  f"(they become the final stage's, {theta:g} and {eps:g}), got "
+                                  f"theta={self.theta:g}, eps={self.eps:g}")
+            if self.eps_warmup_epochs:
+                raise InvrobError("eps_warmup_epochs must be 0 with a schedule (the schedule sets ε per epoch)")
+            self.theta, self.eps = theta, eps
+        if self.spatial_attack is not None:
+            self.spatial_attack = _check_spatial_attack(self.spatial_attack)
+        if self.lr_milestones is not None:
+            if self.lr_schedule != "step":
+                raise InvrobError(f"lr_milestones need lr_schedule='step', got {self.lr_schedule!r}")
+            self.lr_milestones = _check_milestones(self.lr_milestones, self.epochs)
         return self
+
+    @property
+    def adversarial(self) -> bool:
+        """Does any epoch run PGD (ε > 0 in some stage)?"""
+        if self.schedule is None:
+            return self.eps > 0
+        return any(eps > 0 for _, _, eps in self.schedule)
 
     # -- identity ---------------------------------------------------------------
     def slug(self) -> str:
@@ -194,7 +314,9 @@ class TrainConfig:
         The hash covers every field that changes the trained weights, so two runs
         that differ only in, say, epochs or optimiser never share a checkpoint folder.
         """
-        base = f"{self.model}-{self.dataset}-theta{self.theta:g}-eps{self.eps:g}-seed{self.seed}"
+        recipe = ("-sched" if self.schedule is not None else "") + \
+            (f"-worst{self.spatial_attack['k']}" if self.spatial_attack is not None else "")
+        base = f"{self.model}-{self.dataset}-theta{self.theta:g}-eps{self.eps:g}{recipe}-seed{self.seed}"
         return "-".join([base, *([self.tag] if self.tag else []), self.digest()[:8]])
 
     @property
@@ -220,12 +342,16 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The fields that determine the trained weights: :meth:`to_dict` without the
-        runtime fields, and without the attack settings when ``eps == 0`` (they are
+        runtime fields, and without the attack settings when no epoch attacks (they are
         unused then, so a natural model trained by one notebook is reused by another
-        that spells its attack settings differently)."""
+        that spells its attack settings differently), and without the optional
+        recipe fields (:data:`OPTIONAL_FIELDS`) while they are ``None``."""
         values = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
-        if self.eps == 0:
+        if not self.adversarial:
             for k in ATTACK_FIELDS:
+                values.pop(k)
+        for k in OPTIONAL_FIELDS:
+            if values[k] is None:
                 values.pop(k)
         return values
 
@@ -248,9 +374,12 @@ class TrainConfig:
     # -- derived hyper-parameters -------------------------------------------------
     def alpha_for(self, eps: float) -> float:
         """PGD step size for radius ``eps``: ``2.5 ε / steps``, or ``attack_alpha``
-        scaled by ``eps / self.eps`` while ε is being warmed up."""
+        scaled by ``eps / self.eps`` while ε is being warmed up (with a schedule:
+        ``attack_alpha`` as given, at every stage)."""
         if self.attack_alpha is None:
             return 2.5 * eps / self.attack_steps
+        if self.schedule is not None:
+            return self.attack_alpha
         return self.attack_alpha * eps / self.eps
 
 
@@ -258,14 +387,26 @@ def lr_at(config: TrainConfig, epoch: int) -> float:
     """Learning rate of 0-based ``epoch``: a pure function, so resuming needs no state.
 
     constant: ``lr``; cosine: ``lr · (1 + cos(π e / E)) / 2``; step: ``lr`` times
-    0.1 from 50 % and again from 75 % of the epochs.
+    0.1 from 50 % and again from 75 % of the epochs (or at each of ``lr_milestones``).
     """
     if config.lr_schedule == "cosine":
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
     if config.lr_schedule == "step":
-        milestones = [max(1, round(f * config.epochs)) for f in (0.5, 0.75)]
+        milestones = config.lr_milestones or [max(1, round(f * config.epochs)) for f in (0.5, 0.75)]
         return config.lr * 0.1 ** sum(epoch >= m for m in milestones)
     return config.lr
+
+
+def stage_at(config: TrainConfig, epoch: int) -> tuple[float, float]:
+    """``(θ, ε)`` of 0-based ``epoch``: the last schedule stage that has started by then
+    (``(config.theta, config.eps)`` without a schedule). A pure function, like :func:`lr_at`."""
+    if config.schedule is None:
+        return config.theta, config.eps
+    theta, eps = config.schedule[0][1:]
+    for start, stage_theta, stage_eps in config.schedule:
+        if epoch >= start:
+            theta, eps = stage_theta, stage_eps
+    return theta, eps
 
 
 def _eps_at(config: TrainConfig, step: int, batches_per_epoch: int) -> float:
@@ -509,7 +650,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
     the file. ``device`` overrides ``config.device``.
     ``history`` has one row per epoch: epoch, loss, train_acc (both on the
     batches as trained, i.e. rotated / adversarial), val_acc (clean accuracy on
-    ``x_val`` when given), lr, seconds.
+    ``x_val`` when given), lr, [theta, eps: the stage's, with a schedule only], seconds.
 
     ``progress`` shows one bar for the whole run (all epochs; its postfix holds
     the epoch, loss and accuracy so far), labelled ``desc`` (default: the slug).
@@ -564,8 +705,14 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         if progress:
             print(f"{desc or config.slug()}: resuming after epoch {start_epoch}/{config.epochs}")
 
-    if config.theta > 0:
+    if config.theta > 0 or config.schedule is not None:
         from .rotations import random_rotate
+    spatial = None
+    if config.spatial_attack is not None:
+        # Draws its transformations from the run's generator: a resumed run draws the same.
+        spatial = WorstOfK(model, config.spatial_attack["k"], config.spatial_attack["max_angle"],
+                           config.spatial_attack["max_shift"], generator=generator,
+                           batch_size=config.batch_size * config.spatial_attack["k"])
     n = len(x)
     data_device = device if _fits_on_gpu(x, device) else x.device
     x_data, y_data = x.to(data_device), y.to(data_device)
@@ -577,6 +724,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         lr = lr_at(config, epoch)
+        theta, stage_eps = stage_at(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         order = torch.randperm(n, generator=generator)
@@ -588,10 +736,13 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
             index = order[b * config.batch_size:(b + 1) * config.batch_size].to(data_device)
             xb = x_data[index].to(device, non_blocking=True)
             yb = y_data[index].to(device, non_blocking=True)
-            if config.theta > 0:
-                xb = random_rotate(xb, config.theta, generator=generator)
-            if config.eps > 0:
-                eps = _eps_at(config, step, n_batches)
+            if theta > 0:
+                xb = random_rotate(xb, theta, generator=generator)
+            if spatial is not None:
+                with attack_mode(model):   # eval mode, frozen weights; train mode restored
+                    xb = spatial.perturb(xb, yb)[0]
+            if stage_eps > 0:
+                eps = _eps_at(config, step, n_batches) if config.schedule is None else stage_eps
                 xb = pgd_training_examples(model, xb, yb, eps, config.alpha_for(eps),
                                            config.attack_steps, generator=generator)
             optimizer.zero_grad(set_to_none=True)
@@ -611,6 +762,8 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         if x_val is not None:
             row["val_acc"] = accuracy(model, x_val, y_val)
         row["lr"] = lr
+        if config.schedule is not None:
+            row["theta"], row["eps"] = theta, stage_eps
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         if progress:

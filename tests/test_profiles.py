@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from invrob import experiments as ex, profiles, runbook, studies
+from invrob import profiles, runbook, studies
 from invrob.errors import InvrobError
 
 
@@ -62,7 +62,6 @@ def test_study_configs_cross_the_grid():
     configs = studies.get("adversarial").configs(adv)
     assert sorted({c.eps for c in configs}) == sorted(adv.eps_train) and all(c.theta == 0 for c in configs)
     assert all(c.attack_steps == adv.attack_steps and c.weight_decay == adv.weight_decay for c in configs)
-    assert ex.study_configs(adv) == configs  # the delegate some callers still use
 
 
 def test_cifar_grids_use_the_cifar_settings():

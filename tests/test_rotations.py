@@ -9,7 +9,8 @@ from invrob.data import load_mnist
 from invrob.errors import InvrobError
 from invrob.metrics import accuracy
 from invrob.rotations import (random_angles, random_rotate, rotate, rotated_accuracy,
-                              rotation_tangent, worst_of_k_accuracy)
+                              rotation_tangent)
+from invrob.attacks import worst_of_k_accuracy
 
 
 @pytest.fixture(scope="module")

@@ -387,3 +387,182 @@ def test_lr_schedules():
     assert [lr_at(constant, e) for e in range(4)] == [0.1] * 4
 
 
+
+
+# ------------------------------------------------------- recipes: schedules (CuSP), spatial training
+
+from invrob.train import CUSP_SCHEDULE, stage_at  # noqa: E402
+
+# Digests of configs written before the recipe fields existed (recorded with the code at
+# that time): new fields at their default must leave every hash, slug and folder alone.
+PINNED_DIGESTS = [
+    (dict(model="lenet"), "3c3bff482130e706d0beab33c085f42b67b6cddc9415e16c22474bff2d785a4c"),
+    (dict(model="stdcnn", theta=22.5, eps=0.1, epochs=3, optimizer="adam", model_kwargs={"width": 4}),
+     "271d744f558f74fcc9bee0d0a0b5b82fbcb7e393b2049e1a7d3322896d7ab475"),
+    (dict(model="lenet", epochs=12, lr_schedule="step", eps=0.3, attack_steps=40, attack_alpha=0.01, seed=3),
+     "5e2e2e62e545bd498eb416a9463219dcc38831600392c34a67feab826057b81b"),
+    (dict(model="resnet18", dataset="cifar10", theta=180, tag="paper"),
+     "9b4239ed9c31e82a0c450f5504187d13c25458c40bbabf180cb62113f3be8393"),
+    (dict(model="lenet", epochs=1, batch_size=32, max_batches_per_epoch=8, eps=0.1, attack_steps=2,
+          eps_warmup_epochs=1, theta=15.0), "7f6a111f6089edfd09424323bae5d0828c18c4ebd09ba2c6f5893555d436c9e4"),
+]
+
+
+@pytest.mark.parametrize("kw, digest", PINNED_DIGESTS, ids=[str(i) for i in range(len(PINNED_DIGESTS))])
+def test_existing_configs_keep_their_digest(kw, digest):
+    config = TrainConfig(**kw)
+    assert config.digest() == digest
+    assert TrainConfig(**kw, schedule=None, spatial_attack=None, lr_milestones=None).digest() == digest
+    assert not {"schedule", "spatial_attack", "lr_milestones"} & set(config.identity())
+    # An old checkpoint's config dict (no recipe fields) reads back as the same config.
+    old = {k: v for k, v in config.to_dict().items() if k not in ("schedule", "spatial_attack", "lr_milestones")}
+    assert TrainConfig.from_dict(old) == config
+
+
+def test_cusp_schedule_stages_and_lr_steps():
+    cusp = TrainConfig(model="resnet18", dataset="cifar10", epochs=120, lr=0.1, lr_schedule="step",
+                       lr_milestones=(75, 90, 100), schedule=CUSP_SCHEDULE, attack_alpha=2 / 255)
+    stages = [stage_at(cusp, e) for e in range(120)]
+    assert stages[:75] == [(120.0, 2 / 255)] * 75
+    assert stages[75:90] == [(150.0, 4 / 255)] * 15
+    assert stages[90:] == [(180.0, 8 / 255)] * 30
+    assert [lr_at(cusp, e) for e in (0, 74, 75, 89, 90, 99, 100, 119)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
+    # θ and ε hold the final stage's values (the slug says so, and that it is scheduled).
+    assert (cusp.theta, cusp.eps) == (180.0, 8 / 255) and cusp.adversarial
+    assert re.fullmatch(r"resnet18-cifar10-theta180-eps0\.0313725-sched-seed0-[0-9a-f]{8}", cusp.slug())
+    assert cusp.alpha_for(2 / 255) == cusp.alpha_for(8 / 255) == 2 / 255   # the authors' fixed step
+    # Lists (as JSON would give them) are the same config, hash and slug.
+    same = TrainConfig.from_dict(json_round_trip(cusp.to_dict()))
+    assert same == cusp and same.slug() == cusp.slug()
+    fixed = TrainConfig(model="resnet18", dataset="cifar10", epochs=120, lr=0.1, lr_schedule="step",
+                        lr_milestones=(75, 90, 100), theta=180, eps=8 / 255, attack_alpha=2 / 255)
+    assert fixed.slug() != cusp.slug()
+    # Without a schedule stage_at is the fixed (θ, ε).
+    assert stage_at(fixed, 3) == (180.0, 8 / 255)
+
+
+def json_round_trip(values):
+    import json
+    return json.loads(json.dumps(values))
+
+
+def test_schedule_switches_at_the_right_epochs(subset):
+    x, y = subset
+    schedule = ((0, 10.0, 0.0), (2, 30.0, 0.05), (4, 60.0, 0.1))
+    config = small(epochs=5, schedule=schedule, attack_steps=1, max_batches_per_epoch=2)
+    _, history = train(config, x, y, progress=False)
+    assert list(history.columns) == ["epoch", "loss", "train_acc", "lr", "theta", "eps", "seconds"]
+    assert history.theta.tolist() == [10.0, 10.0, 30.0, 30.0, 60.0]
+    assert history.eps.tolist() == [0.0, 0.0, 0.05, 0.05, 0.1]
+
+
+def test_schedule_stages_really_drive_training(subset):
+    # Stage 0 of a schedule trains exactly like the fixed config with its (θ, ε): same weights
+    # after the epochs it covers, different ones after the switch.
+    x, y = subset
+    snapshots = {}
+
+    def keep(name):
+        def callback(epoch, model, row):
+            snapshots[(name, epoch)] = {k: v.clone() for k, v in model.state_dict().items()}
+        return callback
+
+    common = dict(epochs=3, attack_steps=2, max_batches_per_epoch=3)
+    train(small(**common, schedule=((0, 30.0, 0.1), (2, 90.0, 0.2))), x, y, progress=False,
+          callbacks=[keep("sched")])
+    train(small(**common, theta=30.0, eps=0.1), x, y, progress=False, callbacks=[keep("fixed")])
+    for key in snapshots[("sched", 2)]:
+        assert torch.equal(snapshots[("sched", 2)][key], snapshots[("fixed", 2)][key]), key
+    assert any(not torch.equal(snapshots[("sched", 3)][k], snapshots[("fixed", 3)][k])
+               for k in snapshots[("sched", 3)])
+    # One stage from epoch 0 is the fixed recipe itself, bit for bit.
+    one, _ = train(small(**common, schedule=((0, 30.0, 0.1),)), x, y, progress=False)
+    fixed, _ = train(small(**common, theta=30.0, eps=0.1), x, y, progress=False)
+    assert_same_weights(one, fixed)
+
+
+@pytest.mark.parametrize("stop", [1, 3], ids=["mid-stage-0", "mid-stage-1"])
+def test_scheduled_run_resumes_mid_stage_bit_for_bit(subset, tmp_path, stop):
+    x, y = subset
+    config = small(epochs=5, schedule=((0, 15.0, 0.05), (2, 45.0, 0.1), (4, 90.0, 0.15)), attack_steps=2,
+                   max_batches_per_epoch=3)
+    straight, straight_history = train(config, x, y, checkpoint_dir=tmp_path / "a", progress=False)
+    with pytest.raises(Interrupt):
+        train(config, x, y, checkpoint_dir=tmp_path / "b", progress=False, callbacks=[stop_after(stop)])
+    run = checkpoint_path(config, tmp_path / "b")
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == stop
+    seen = []
+    resumed, resumed_history = train(config, x, y, checkpoint_dir=tmp_path / "b", progress=False,
+                                     callbacks=[lambda epoch, model, row: seen.append(epoch)])
+    assert seen == list(range(stop + 1, 6))
+    assert_same_weights(straight, resumed)
+    cols = ["epoch", "loss", "train_acc", "lr", "theta", "eps"]
+    pd.testing.assert_frame_equal(straight_history[cols], resumed_history[cols])
+    # The finished run is found again under the same folder, config read back equal.
+    _, loaded, _ = load_checkpoint(run, device="cpu")
+    assert loaded == config and loaded.schedule == config.schedule
+
+
+def test_worst_of_k_spatial_training(subset, tmp_path):
+    x, y = subset
+    config = small(epochs=2, spatial_attack={"k": 3, "max_angle": 20}, max_batches_per_epoch=3)
+    assert config.spatial_attack == {"k": 3, "max_angle": 20.0, "max_shift": 3.0}
+    assert re.fullmatch(r"lenet-mnist-theta0-eps0-worst3-seed0-[0-9a-f]{8}", config.slug())
+    assert config.slug() != small(epochs=2, spatial_attack={"k": 4, "max_angle": 20},
+                                  max_batches_per_epoch=3).slug()
+    # Resumes bit for bit (its transformations come from the run's generator) ...
+    straight, _ = train(config, x, y, checkpoint_dir=tmp_path / "a", progress=False)
+    with pytest.raises(Interrupt):
+        train(config, x, y, checkpoint_dir=tmp_path / "b", progress=False, callbacks=[stop_after(1)])
+    resumed, history = train(config, x, y, checkpoint_dir=tmp_path / "b", progress=False)
+    assert_same_weights(straight, resumed)
+    assert list(history.columns) == ["epoch", "loss", "train_acc", "lr", "seconds"]
+    # ... and really trains on transformed images: not the natural run's weights.
+    natural, _ = train(small(epochs=2, max_batches_per_epoch=3), x, y, progress=False)
+    assert weights_differ(straight, natural)
+
+
+def test_worst_of_k_training_uses_the_worst_transformation(subset, monkeypatch):
+    # The training batch is the WorstOfK attack's output (the batch the optimiser sees).
+    import invrob.train as train_module
+    x, y = subset
+    calls = []
+    original = train_module.WorstOfK.perturb
+
+    def spy(self, xb, yb, eps=None):
+        out = original(self, xb, yb, eps)
+        calls.append((self.k, self.max_angle, self.max_shift, len(xb), self.model.training))
+        return out
+
+    monkeypatch.setattr(train_module.WorstOfK, "perturb", spy)
+    train(small(epochs=1, spatial_attack={"k": 2, "max_shift": 1.5}, max_batches_per_epoch=2), x, y, progress=False)
+    assert calls == [(2, 30.0, 1.5, 32, False)] * 2   # once per batch, in eval mode
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(schedule=((0, 30, 0.1), (0, 60, 0.2))), "sorted by start epoch"),
+    (dict(schedule=((0, 30, 0.1), (2, 60, 0.2), (1, 90, 0.3))), "sorted by start epoch"),
+    (dict(schedule=((1, 30, 0.1),)), "first schedule stage must start at epoch 0"),
+    (dict(schedule=((0, 200, 0.1),)), r"theta of schedule stage 0 must be in \[0, 180\]"),
+    (dict(schedule=((0, 30, -0.1),)), "eps of schedule stage 0 must be a finite number >= 0"),
+    (dict(schedule=((0, 30, 2.0),)), r"eps of schedule stage 0 is in \[0, 1\]"),
+    (dict(schedule=((0, 30, 0.1), (10, 60, 0.2))), r"starts at epoch 10: must be an integer in \[0, epochs=10\)"),
+    (dict(schedule=((0, 30),)), r"stage 0 must be \(start_epoch, theta, eps\)"),
+    (dict(schedule=()), "non-empty"),
+    (dict(schedule=((0.5, 30, 0.1),)), "starts at epoch 0.5"),
+    (dict(schedule=((0, 30, 0.1),), theta=45), "theta and eps come from its stages"),
+    (dict(schedule=((0, 30, 0.1),), eps_warmup_epochs=2), "eps_warmup_epochs must be 0 with a schedule"),
+    (dict(spatial_attack={"k": 0}), r"spatial_attack\['k'\] must be a positive integer"),
+    (dict(spatial_attack={"angle": 30}), "spatial_attack must be a dict with keys"),
+    (dict(spatial_attack={"max_angle": 270}), r"spatial_attack\['max_angle'\] must be in \[0, 180\]"),
+    (dict(spatial_attack={"max_shift": -1}), r"spatial_attack\['max_shift'\]"),
+    (dict(spatial_attack=10), "spatial_attack must be a dict"),
+    (dict(lr_milestones=(5,)), "lr_milestones need lr_schedule='step'"),
+    (dict(lr_milestones=(5, 3), lr_schedule="step"), "lr_milestones must be increasing"),
+    (dict(lr_milestones=(12,), lr_schedule="step"), "lr_milestones must be increasing"),
+])
+def test_bad_recipe_fails_first(kw, message):
+    with pytest.raises(InvrobError, match=message) as info:
+        TrainConfig(**{"model": "lenet", **kw})
+    assert "\n" not in str(info.value)

@@ -8,7 +8,9 @@ fooled)``, ``attack.with_eps(eps)``, ``attack.name``, ``attack.norm``.
   restarts) and :class:`FGSM` — :mod:`invrob.attacks.pgd`;
 - :class:`APGD` — AutoAttack's APGD from torchattacks, :mod:`invrob.attacks.apgd`;
 - :class:`AutoAttack` — the standard AutoAttack ensemble (pyautoattack), :mod:`invrob.attacks.autoattack`;
-- :class:`RotationGrid` — worst of k rotations in ``[-φ, φ]``, :mod:`invrob.attacks.spatial`;
+- :class:`RotationGrid` — worst of k rotations in ``[-φ, φ]``; :class:`SpatialGrid` — exhaustive
+  rotation × translation grid (Engstrom et al.'s 5 × 5 × 31); :class:`WorstOfK` — worst of k random
+  rotations + translations; :class:`JointAttack` — spatial, then ℓ∞ PGD — :mod:`invrob.attacks.spatial`;
 - :func:`robust_accuracy` over an ε grid for any attack (stacked for PGD), and
   :func:`minimal_perturbation` (PGD bisection) — :mod:`invrob.attacks.evaluate`.
 
@@ -18,11 +20,12 @@ Layering: attacks build on ``errors``, ``metrics`` and ``rotations``, never on
 from .apgd import APGD, APGD_LOSSES
 from .autoattack import AUTOATTACK_ATTACKS, AUTOATTACK_VERSIONS, AutoAttack
 from .base import NORMS, Attack, attack_mode
-from .evaluate import minimal_perturbation, robust_accuracy
+from .evaluate import minimal_perturbation, robust_accuracy, worst_of_k_accuracy
 from .pgd import ALPHA_FACTOR, FGSM, LOSSES, PGD, pgd, pgd_training_examples
-from .spatial import RotationGrid
+from .spatial import JointAttack, RotationGrid, SpatialGrid, WorstOfK
 
-__all__ = ["Attack", "attack_mode", "PGD", "FGSM", "APGD", "RotationGrid", "pgd",
+__all__ = ["Attack", "attack_mode", "PGD", "FGSM", "APGD", "RotationGrid", "SpatialGrid", "WorstOfK",
+           "JointAttack", "pgd",
            "pgd_training_examples", "robust_accuracy", "minimal_perturbation", "NORMS", "LOSSES",
            "APGD_LOSSES", "ALPHA_FACTOR", "AutoAttack", "AUTOATTACK_ATTACKS",
-           "AUTOATTACK_VERSIONS"]
+           "AUTOATTACK_VERSIONS", "worst_of_k_accuracy"]

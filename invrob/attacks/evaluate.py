@@ -12,6 +12,7 @@ from tqdm import tqdm  # text bars: render in executed notebooks and the book al
 from ..errors import InvrobError, check_eps, check_positive_int
 from ..metrics import check_model_inputs, model_device, predict
 from .base import Attack, _check_norm, _flat_norm, attack_mode
+from .spatial import RotationGrid
 from .pgd import PGD
 
 __all__ = ["robust_accuracy", "minimal_perturbation"]
@@ -181,3 +182,17 @@ def minimal_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, nor
                 eps = (lo + hi) / 2
             dist[idx] = hi.cpu()
     return dist.to(x.device)
+
+
+def worst_of_k_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, theta: float,
+                        k: int = 10, batch_size: int = 1000) -> float:
+    """Accuracy under the grid attack of Engstrom et al. (2019).
+
+    An image counts as correct only if it is classified correctly at *all* k
+    angles evenly spaced in ``[-theta, theta]`` (``numpy.linspace``; k = 1 is
+    the single angle 0, i.e. the clean accuracy). A lower bound on accuracy at
+    any fixed angle of the grid. Computed by the grid attack
+    :class:`RotationGrid` (whose ``x_adv`` is the failing rotation).
+    """
+    attack = RotationGrid(model, theta, k, batch_size)
+    return attack.correct_grid(x, y).all(0).double().mean().item()

@@ -1,0 +1,120 @@
+"""invrob.pareto on hand-made points whose front is known (ties, duplicates, one point, lines)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from invrob.errors import InvrobError
+from invrob.pareto import dominates, front_line, pareto_front, pareto_indices
+
+
+def brute_force_front(points, maximize=(True, True)):
+    """The definition, one pair at a time (an independent reference)."""
+    sign = [1 if m else -1 for m in maximize]
+    out = []
+    for i, a in enumerate(points):
+        dominated = False
+        for j, b in enumerate(points):
+            better_eq = all(s * b[k] >= s * a[k] for k, s in enumerate(sign))
+            strictly = any(s * b[k] > s * a[k] for k, s in enumerate(sign))
+            dominated |= better_eq and strictly
+        out.append(not dominated)
+    return np.array(out, dtype=bool)
+
+
+CASES = {
+    # name: (points, front mask when maximising both)
+    "textbook": ([(0.9, 0.1), (0.5, 0.5), (0.1, 0.9), (0.4, 0.4), (0.2, 0.2), (0.5, 0.3)],
+                 [True, True, True, False, False, False]),
+    "single point": ([(0.3, 0.7)], [True]),
+    "trade-off line": ([(0.0, 2.0), (1.0, 1.0), (2.0, 0.0)], [True, True, True]),
+    "improving line": ([(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)], [False, False, True]),
+    "tie in x": ([(1.0, 2.0), (1.0, 1.0), (0.0, 3.0)], [True, False, True]),
+    "tie in y": ([(2.0, 1.0), (1.0, 1.0), (0.0, 0.5)], [True, False, False]),
+    "duplicates on front": ([(1.0, 2.0), (1.0, 2.0), (2.0, 1.0), (0.5, 0.5), (0.5, 0.5)],
+                            [True, True, True, False, False]),
+    "all equal": ([(0.5, 0.5)] * 3, [True, True, True]),
+    "one best": ([(0.2, 0.3), (0.9, 0.9), (0.5, 0.1), (0.9, 0.8)], [False, True, False, False]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_front_on_hand_made_points(name):
+    points, expected = CASES[name]
+    mask = pareto_front(points)
+    assert mask.dtype == bool and mask.tolist() == expected
+    assert mask.tolist() == brute_force_front(points).tolist()
+    # Every point off the front is dominated by some point on it; none on it is dominated.
+    for i, p in enumerate(points):
+        beaten = [dominates(q, p) for q in points]
+        assert any(beaten) == (not expected[i])
+
+
+def test_directions_mirror_the_front():
+    points = [(0.9, 0.1), (0.5, 0.5), (0.1, 0.9), (0.4, 0.4), (0.2, 0.2), (0.5, 0.3)]
+    for maximize in itertools.product([True, False], repeat=2):
+        mask = pareto_front(points, maximize)
+        assert mask.tolist() == brute_force_front(points, maximize).tolist(), maximize
+    # Minimising both: the lower-left staircase (smallest x, smallest y, and (0.2, 0.2) between).
+    assert pareto_front(points, (False, False)).tolist() == [True, False, True, False, True, False]
+    # Minimise x, maximise y: (0.1, 0.9) beats everything.
+    assert pareto_front(points, (False, True)).tolist() == [False, False, True, False, False, False]
+
+
+def test_random_points_agree_with_the_definition():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        # Coarse values: many ties and duplicates.
+        points = rng.integers(0, 5, size=(int(rng.integers(1, 25)), 2)) / 4
+        assert pareto_front(points).tolist() == brute_force_front(points.tolist()).tolist()
+
+
+def test_dominates():
+    assert dominates((1, 1), (0, 0)) and not dominates((0, 0), (1, 1))
+    assert dominates((1, 1), (1, 0))                 # tie in x, better in y
+    assert not dominates((1, 1), (1, 1))             # equal points do not dominate
+    assert not dominates((2, 0), (0, 2)) and not dominates((0, 2), (2, 0))
+    assert dominates((0, 0), (1, 1), maximize=(False, False))
+    assert dominates((0, 1), (1, 0), maximize=(False, True))
+
+
+def test_indices_follow_the_front():
+    points = [(0.5, 0.5), (0.2, 0.2), (0.9, 0.1), (0.1, 0.9), (0.5, 0.5)]
+    assert pareto_indices(points).tolist() == [3, 0, 4, 2]  # x ascending, duplicates in index order
+    assert pareto_indices([(0.3, 0.7)]).tolist() == [0]
+    assert pareto_indices(np.zeros((0, 2))).tolist() == []
+
+
+def test_front_line_is_the_staircase():
+    points = [(0.9, 0.1), (0.5, 0.5), (0.1, 0.9), (0.4, 0.4), (0.5, 0.5)]
+    xs, ys = front_line(points)
+    assert xs.tolist() == [0.1, 0.1, 0.5, 0.5, 0.9]
+    assert ys.tolist() == [0.9, 0.5, 0.5, 0.1, 0.1]
+    # Every vertex is dominated-or-equal to a front point, and every point lies on or below the line.
+    front = np.asarray(points)[pareto_front(points)]
+    for x, y in zip(xs, ys):
+        assert any((f >= (x, y)).all() for f in front)
+    for px, py in points:
+        height = max(y for x, y in zip(xs, ys) if x >= px)
+        assert py <= height
+    # One point: one vertex. Minimising both: the staircase mirrors.
+    assert [a.tolist() for a in front_line([(0.3, 0.7), (0.3, 0.7)])] == [[0.3], [0.7]]
+    xs, ys = front_line([(0.1, 0.9), (0.5, 0.5), (0.9, 0.1), (0.8, 0.8)], maximize=(False, False))
+    assert xs.tolist() == [0.9, 0.9, 0.5, 0.5, 0.1] and ys.tolist() == [0.1, 0.5, 0.5, 0.9, 0.9]
+    assert [a.tolist() for a in front_line(np.zeros((0, 2)))] == [[], []]
+
+
+@pytest.mark.parametrize("points, maximize, message", [
+    ([(0.1, np.nan)], (True, True), "finite"),
+    ([(0.1, np.inf)], (True, True), "finite"),
+    ([(0.1, 0.2, 0.3)], (True, True), r"shape \(N, 2\)"),
+    ([0.1, 0.2], (True, True), r"shape \(N, 2\)"),
+    ("ab", (True, True), "points must"),
+    ([(0.1, 0.2)], (True,), "pair of booleans"),
+    ([(0.1, 0.2)], ("yes", "no"), "pair of booleans"),
+])
+def test_bad_input_is_one_clear_error(points, maximize, message):
+    with pytest.raises(InvrobError, match=message):
+        pareto_front(points, maximize)
