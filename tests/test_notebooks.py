@@ -199,14 +199,14 @@ def smoke_models(smoke):
     """The invariance study's smoke models, reloaded from the run's checkpoints, in its dtype."""
     import torch
 
-    from invrob import experiments as ex, profiles
+    from invrob import experiments as ex, profiles, studies
 
     before = torch.get_default_dtype()
     profiles.use_dtype("smoke")
     try:
         S = profiles.settings("invariance", "smoke")
         x_train, y_train, x_test, y_test = ex.load_split("mnist", S.train_size, S.test_size, smoke["data"])
-        trained, _ = ex.train_all(ex.study_configs(S), x_train, y_train,
+        trained, _ = ex.train_all(studies.get("invariance").configs(S), x_train, y_train,
                                   smoke["main"] / "checkpoints" / "smoke", progress=False)
         x_att, y_att = ex.subset(x_test, y_test, S.attack_size)
         yield S, trained, (x_test, y_test), (x_att, y_att)
