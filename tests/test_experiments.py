@@ -89,3 +89,24 @@ def test_gradient_masking_check_runs_the_three_attacks(lenet, points):
     x_ref = torchattacks.APGD(model, norm="Linf", eps=0.1, steps=10, n_restarts=1, seed=0, loss="ce")(x, y)
     assert acc["APGD-CE-10"] == pytest.approx(accuracy(model, x_ref, y), abs=1e-6)
     assert abs(acc["APGD-CE-10"] - acc["PGD-10x2"]) <= 0.1   # no gradient masking on a LeNet
+
+
+def test_autoattack_table_pairs_pgd_and_autoattack_per_budget():
+    import torch
+    from torch import nn
+
+    from invrob import experiments as ex
+    from invrob.train import TrainConfig
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    x = torch.rand(12, 1, 8, 8)
+    y = model(x).argmax(1)  # every point correct: robust accuracy starts at 1
+    config = TrainConfig(model="lenet", seed=3)
+    table = ex.autoattack_table([(config, model)], x, y, lambda c: [0.02, 0.2], steps=5,
+                                attacks=("apgd-ce", "apgd-t"))
+    assert list(table["eps"]) == [0.02, 0.02, 0.2, 0.2] and set(table["seed"]) == {3}
+    assert list(table["attack"]) == ["PGD-5", "AutoAttack"] * 2
+    assert set(table.loc[table["attack"] == "AutoAttack", "components"]) == {"apgd-ce+apgd-t"}
+    pgd, aa = (table[table["attack"] == a].set_index("eps")["accuracy"] for a in ("PGD-5", "AutoAttack"))
+    assert (aa <= pgd + 1e-12).all() and aa[0.2] <= aa[0.02] and (table["n"] == 12).all()

@@ -309,7 +309,7 @@ def test_every_study_names_real_notebooks_and_unique_tables():
             assert (REPO / "notebooks" / f"{notebook}.ipynb").exists(), notebook
         assert {t.notebook for t in study.tables} <= set(study.notebooks)
         assert study.claim_tables() and len(study.paper_claims) >= 2
-    assert INV.claim_tables() == ["invariance", "robustness", "distance_summary"]
+    assert INV.claim_tables() == ["invariance", "robustness", "autoattack", "distance_summary"]
     with pytest.raises(InvrobError, match="unknown study 'tradeoff'"):
         studies.get("tradeoff")
 
@@ -320,3 +320,19 @@ def test_markdown_table_and_bottom_line():
     text = markdown_table(rows)
     assert "a \\| b" in text and "**inconclusive**" in text and text.count("\n") == 3
     assert bottom_line(rows, "cpu") == "1 of 2 claims agrees, 0 disagree, 1 is inconclusive at the cpu profile."
+
+
+def test_robustness_rule_reads_autoattack_where_the_chapter_ran_it():
+    """PGD overstates robustness: where AutoAttack numbers exist for both ends of the θ grid at every
+    informative ε, claim (b) is judged on them; with an end missing it falls back to PGD."""
+    pgd = robustness({("stdcnn", 0, 0, 0.1): 0.50, ("stdcnn", 180, 0, 0.1): 0.50})  # PGD: no change
+    def autoattack(values):
+        return pd.DataFrame([{**tags(m, theta=t, seed=s), "eps": e, "attack": attack, "components": "",
+                              "accuracy": a, "n": 64} for (m, t, s, e, attack), a in values.items()])
+    aa = autoattack({("stdcnn", 0, 0, 0.1, "AutoAttack"): 0.40, ("stdcnn", 180, 0, 0.1, "AutoAttack"): 0.20,
+                     ("stdcnn", 0, 0, 0.1, "PGD-5"): 0.50, ("stdcnn", 180, 0, 0.1, "PGD-5"): 0.50})
+    row = one(INV, robustness=pgd, autoattack=aa)
+    assert row["verdict"] == "agree" and "AutoAttack at ε ∈ {0.1}: 40.0% → 20.0%" in row["measured"]
+    partial = aa[aa["theta"] == 0]
+    row = one(INV, robustness=pgd, autoattack=partial)
+    assert row["verdict"] == "inconclusive" and "PGD at ε" in row["measured"]

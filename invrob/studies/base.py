@@ -70,7 +70,8 @@ class Table:
 class Claim:
     """One claim of the paper and how a study judges it.
 
-    ``judge(tables)`` reads the tables named in ``needs`` and returns
+    ``judge(tables)`` reads the tables named in ``needs`` (and those in ``uses``
+    when they are given) and returns
     ``(measured, verdict)``: our measurement as text, with its seed spread or CI,
     and one of :data:`VERDICTS` by the rule stated in ``rule``.
     """
@@ -79,6 +80,7 @@ class Claim:
     rule: str
     needs: tuple[str, ...]
     judge: Callable[[Mapping], tuple[str, str]]
+    uses: tuple[str, ...] = ()  # tables read when given (a stronger measurement), not required
 
 
 class Study:
@@ -164,7 +166,7 @@ class Study:
 
     def claim_tables(self) -> list[str]:
         """The tables :meth:`claims` reads, in the order the notebooks write them."""
-        needed = {n for claim in self.paper_claims for n in claim.needs}
+        needed = {n for claim in self.paper_claims for n in (*claim.needs, *claim.uses)}
         return [t.name for t in self.tables if t.name in needed]
 
     def read_tables(self, results_root, names: Iterable[str] | None = None) -> dict:
@@ -176,10 +178,13 @@ class Study:
         import pandas as pd
 
         root = Path(results_root)
+        required = {n for claim in self.paper_claims for n in claim.needs}
         tables = {}
         for name in (self.claim_tables() if names is None else list(names)):
             table = self.table(name)
             path = table.path(root)
+            if not path.exists() and names is None and name not in required:
+                continue  # an optional, stronger measurement (Claim.uses) this run did not make
             if not path.exists():
                 raise InvrobError(f"{path} is missing: run notebooks/{table.notebook}.ipynb at the "
                                   f"{root.name} profile first (make notebooks PROFILE={root.name})")
