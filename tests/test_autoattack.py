@@ -198,3 +198,28 @@ def test_too_few_classes_for_a_component():
         AutoAttack(model, 0.1)(x, y)                           # standard needs 4 classes
     with pytest.raises(InvrobError):
         AutoAttack(model, 0.1)(x.flatten(1), y)                # not (N, C, H, W)
+
+
+def test_autoattack_runs_on_a_float64_model_and_returns_float64():
+    """pyautoattack computes in float32: a float64 model is attacked through a float32 copy."""
+    import torch
+    from torch import nn
+
+    from invrob.attacks import AutoAttack, robust_accuracy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).double().eval()
+    x = torch.rand(10, 1, 8, 8, dtype=torch.float64)
+    y = model(x).argmax(1)
+    attack = AutoAttack(model, 0.1, version="custom", attacks=["apgd-ce", "apgd-t"])
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # as in a smoke-profile notebook
+    try:
+        x_adv = attack(x, y)
+        assert torch.get_default_dtype() == torch.float64  # restored
+    finally:
+        torch.set_default_dtype(before)
+    assert x_adv.dtype == torch.float64 and next(model.parameters()).dtype == torch.float64
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-12 and x_adv.min() >= 0 and x_adv.max() <= 1
+    robust = robust_accuracy(model, x, y, [0.1], attack=attack, batch_size=10)["accuracy"].item()
+    assert robust == (model(x_adv).argmax(1) == y).double().mean().item()

@@ -251,7 +251,7 @@ def test_regression_check_catches_a_shifted_theta_grid(smoke_models):
 TABLES = {
     "01_invariance_vs_robustness": {"invariance": ["model", "theta", "seed", "phi", "accuracy"],
                                     "robustness": ["model", "theta", "seed", "eps", "accuracy"],
-                                    "masking_check": ["model", "theta", "attack", "accuracy"]},
+                                    "autoattack": ["model", "theta", "eps", "attack", "accuracy"]},
     "02_decision_boundary_distance": {"distances": ["model", "theta", "norm", "distance"],
                                       "distance_summary": ["model", "theta", "norm", "mean", "mean_low"]},
     "03_robustness_vs_invariance": {"invariance": ["model", "eps_train", "seed", "phi", "accuracy", "gap"],

@@ -90,7 +90,12 @@ def synthetic():
     masking3 = pd.DataFrame([{**tags("lenet", eps_train=e), "eps": 0.3, "attack": a, "accuracy": 0.5, "n": 32}
                              for e in (0.0, 0.3) for a in ["PGD-5", "PGD-10x2", "APGD"]])
     geo = cosines({0: 0.01, 1: 0.02}, eps_train=(0.0, 0.3))
-    return dict(inv=inv, rob=rob, dist=dist, masking1=masking1, inv3=inv3, masking3=masking3, geo=geo)
+    aa1 = pd.DataFrame([{**row, "attack": attack, "components": "apgd-ce+apgd-t" if attack == "AutoAttack" else "",
+                         "accuracy": row["accuracy"] - (0.05 if attack == "AutoAttack" else 0.0)}
+                        for m in models for row in rob[(rob["model"] == m)
+                                                       & rob["eps"].isin(INV.informative_eps(rob, m))]
+                        .to_dict("records") for attack in ("PGD-5", "AutoAttack")])
+    return dict(inv=inv, rob=rob, dist=dist, masking1=masking1, aa1=aa1, inv3=inv3, masking3=masking3, geo=geo)
 
 
 # ---------------------------------------------------------------------- chapters vs verdict page
@@ -131,12 +136,13 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tmp_path):
 
     t = synthetic()
     common = dict(plots=plots, studies=studies, profile="smoke")
-    s1 = SimpleNamespace(thetas=[0, 180], models=["stdcnn", "gcnn_p4"], seeds=[0, 1], phis=[0, 90, 180])
+    s1 = SimpleNamespace(thetas=[0, 180], models=["stdcnn", "gcnn_p4"], seeds=[0, 1], phis=[0, 90, 180],
+                         pgd_steps=5)
     s3 = SimpleNamespace(eps_train=[0.0, 0.3], models=["lenet"], seeds=[0, 1], phis=[0, 90, 180], pca_k=[1, 5, 10])
     chapters = {}
     chapters.update(chapter_verdicts(run_cell(closing_cell("01_invariance_vs_robustness"), dict(
-        common, study=INV, S=s1, invariance=t["inv"], robustness=t["rob"], masking=t["masking1"], eps_check=0.1,
-        spread=t["masking1"].groupby(["model", "theta"])["accuracy"].agg(lambda a: a.max() - a.min())))))
+        common, study=INV, S=s1, invariance=t["inv"], robustness=t["rob"], autoattack=t["aa1"],
+        budgets={m: INV.informative_eps(t["rob"], m) for m in s1.models}))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("02_decision_boundary_distance"),
                                               dict(common, study=INV, summary=t["dist"]))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("03_robustness_vs_invariance"), dict(
@@ -145,7 +151,7 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tmp_path):
                                               dict(common, study=ADV, S=s3, geometry=t["geo"]))))
 
     # the tables as the notebooks write them, read back by the verdict page's own cells
-    for study, name, frame in [(INV, "invariance", t["inv"]), (INV, "robustness", t["rob"]),
+    for study, name, frame in [(INV, "invariance", t["inv"]), (INV, "robustness", t["rob"]), (INV, "autoattack", t["aa1"]),
                                (INV, "distance_summary", t["dist"]), (ADV, "invariance", t["inv3"]),
                                (ADV, "subspace_cosines", t["geo"])]:
         (tmp_path / study.table(name).notebook).mkdir(exist_ok=True)
@@ -299,7 +305,7 @@ def test_schema_refuses_a_table_without_a_required_column():
 
 def test_claims_need_at_least_one_judgeable_table():
     with pytest.raises(InvrobError, match="no claim of the invariance study can be judged"):
-        INV.claims({"masking_check": synthetic()["masking1"]})
+        INV.claims({"cifar10_invariance": synthetic()["inv"]})
 
 
 def test_every_study_names_real_notebooks_and_unique_tables():

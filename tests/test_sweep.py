@@ -366,7 +366,7 @@ def test_real_study_notebook_sweeps_and_merges(tmp_path, monkeypatch):
         """))
     result = run_sweep(path, workers=2, runs_dir=tmp_path / "runs", progress=False)
     assert result.ok and len(result.done) == 2, result.outcomes
-    for table in ("invariance", "robustness", "masking_check"):
+    for table in ("history", "invariance", "robustness"):
         frame = merged(result.sweep.dir, table)
         assert set(frame["seed"]) == {0, 1} and set(frame["theta"]) == {0}
         assert frame["point_id"].nunique() == 2

@@ -136,7 +136,7 @@ class AutoAttack(Attack):
         return f"AutoAttack(eps={self.eps}, norm={self.norm!r}, version={self.version!r}, " \
                f"attacks={list(self.attacks)}, seed={self.seed})"
 
-    def _build(self, device: torch.device, classes: int):
+    def _build(self, device: torch.device, classes: int, model: nn.Module | None = None):
         from pyautoattack import AutoAttack as _AutoAttack  # heavy import, only when it runs
 
         too_few = [a for a in self.attacks if classes < MIN_CLASSES[a]]
@@ -149,7 +149,7 @@ class AutoAttack(Attack):
         # restart, 5000 Square queries), then the component list replaced: a
         # pyautoattack "custom" object would keep its constructor defaults
         # (5 APGD and FAB restarts), i.e. a different, slower attack.
-        aa = _AutoAttack(self.model, eps=float(self.eps), norm={"linf": "Linf", "l2": "L2"}[self.norm],
+        aa = _AutoAttack(self.model if model is None else model, eps=float(self.eps), norm={"linf": "Linf", "l2": "L2"}[self.norm],
                          version="standard", device=device, seed=self.seed)
         aa.attacks_to_run = list(self.attacks)
         aa.version = self.version
@@ -164,12 +164,26 @@ class AutoAttack(Attack):
             return x.clone()
         with torch.no_grad():
             classes = int(self.model(x[:1]).shape[1])
+        # pyautoattack computes in float32 (it allocates float32 buffers): a float64 model
+        # (the smoke profile's) is attacked through a float32 copy, and the adversarial
+        # images come back in the caller's dtype, projected again below.
+        model, x_run = self.model, x
+        if x.dtype != torch.float32:
+            import copy
+
+            model, x_run = copy.deepcopy(self.model).float(), x.float()
         # Built per call: the model may have moved device since this attack was built.
-        aa = self._build(x.device, classes)
+        aa = self._build(x.device, classes, model)
         devices = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), _quiet(aa.logger) as messages:
-            x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=self.batch_size)
+        default = torch.get_default_dtype()  # its fresh tensors follow the default: float32 while it runs
+        try:
+            torch.set_default_dtype(torch.float32)
+            with torch.random.fork_rng(devices=devices), _quiet(aa.logger) as messages:
+                x_adv, _ = aa.run_standard_evaluation(x_run, y, batch_size=self.batch_size)
+        finally:
+            torch.set_default_dtype(default)
         self.messages = messages
+        x_adv = x_adv.to(x.dtype)
         # Guard the contract against any component's rounding: inside the box, and
         # for ℓ∞ inside the ε-ball (pyautoattack already projects; this is a no-op then).
         x_adv = x_adv.detach().clamp(0.0, 1.0)

@@ -46,6 +46,7 @@ class Table:
     name: str
     notebook: str
     columns: tuple[str, ...]
+    may_be_empty: bool = False
 
     @property
     def file(self) -> str:
@@ -61,7 +62,7 @@ class Table:
         if missing:
             raise InvrobError(f"table {where} lacks column(s) {', '.join(missing)}; "
                               f"it needs {', '.join(self.columns)}")
-        if len(frame) == 0:
+        if len(frame) == 0 and not self.may_be_empty:
             raise InvrobError(f"table {where} is empty")
         return frame
 
