@@ -53,6 +53,8 @@ def default_workdir() -> Path:
 def study_notebooks(folder: Path | str | None = None) -> list[Path]:
     """The notebooks of the studies (``NN_*.ipynb`` in ``folder``), in the order they must run.
 
+    By number, except that a ``*_verdict`` notebook runs last: it reads every study's
+    tables, so a study added later (``06_…``) must have written its own first.
     ``folder`` defaults to the checkout's ``notebooks/``; outside a checkout (an installed
     package) it must be given.
     """
@@ -65,7 +67,7 @@ def study_notebooks(folder: Path | str | None = None) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InvrobError(f"notebooks folder {folder} not found")
-    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(folder.glob("[0-9][0-9]_*.ipynb"), key=lambda p: (p.stem.endswith("_verdict"), p.name))
 
 
 class NotebookError(InvrobError):

@@ -174,3 +174,12 @@ def test_for_book_merges_injected_parameters_and_hides_skipped_code(tmp_path):
     assert cells[0].source.splitlines() == ['profile = "paper"        # smoke | cpu | paper',
                                             "seeds = [0, 1]  # None: all", "extra = 3"]
     assert "remove-input" in cells[1].metadata["tags"] and "remove-input" not in cells[2].metadata.get("tags", [])
+
+
+def test_the_verdict_notebook_runs_after_every_study(tmp_path):
+    """A study added after the verdict page (06_…) must write its tables before the verdict reads them."""
+    from invrob.runbook import study_notebooks
+
+    for name in ("00_setup", "01_a", "05_verdict", "06_tradeoff", "notes"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert [p.stem for p in study_notebooks(tmp_path)] == ["00_setup", "01_a", "06_tradeoff", "05_verdict"]
