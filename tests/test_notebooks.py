@@ -79,10 +79,14 @@ def alt_run(smoke):
 
 # --------------------------------------------------------------------------- the notebooks themselves
 
-def test_every_study_has_a_notebook():
+def test_every_study_has_its_notebooks_and_every_notebook_a_study():
+    from invrob import studies
+
     stems = [nb.stem for nb in NOTEBOOKS]
-    assert stems == ["00_setup", "01_invariance_vs_robustness", "02_decision_boundary_distance",
-                     "03_robustness_vs_invariance", "04_perturbation_geometry", "05_verdict"]
+    owned = [name for study in studies.all_studies() for name in study.notebooks]
+    assert set(owned) <= set(stems), f"a study names a notebook that does not exist: {set(owned) - set(stems)}"
+    assert set(stems) - set(owned) == {"00_setup", "05_verdict"}, "a notebook belongs to no study"
+    assert stems[0] == "00_setup" and stems[-1] == "05_verdict"  # setup first, the verdict last
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda nb: nb.stem)
