@@ -5,7 +5,7 @@ narrow width; the PNGs go to ``_build/screenshots/<width>/<page>.png`` (not kept
 in the repository: look at them, fix what you see, rebuild). Chromium comes from
 Debian's packages (``apt-get install chromium``).
 
-    python tools/screenshots.py [--html _build/html] [--widths 1400 800] [--height 2400] [PAGE ...]
+    python tools/screenshots.py [--html _build/html] [--widths 1400,800] [--height 2400] [PAGE ...]
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--html", default=str(REPO / "_build" / "html"))
     parser.add_argument("--out", default=str(REPO / "_build" / "screenshots"))
-    parser.add_argument("--widths", nargs="+", type=int, default=[1400, 800])
+    parser.add_argument("--widths", type=lambda s: [int(w) for w in s.split(",")], default=[1400, 800],
+                        help="comma-separated page widths in pixels (default 1400,800)")
     parser.add_argument("--height", type=int, default=2400, help="pixels of the page captured from the top")
     parser.add_argument("pages", nargs="*", help="page paths relative to the html folder (default: all)")
     args = parser.parse_args(argv)
