@@ -199,8 +199,9 @@ def record_results(results_root: str | Path, reference_root: str | Path) -> list
     for name, table in spec.tables.items():
         source = results_root / f"{name}.csv"
         if source.exists():
-            frame = pd.read_csv(source)[[*table.keys, *table.metrics, *(["n"] if "n" in pd.read_csv(
-                source, nrows=0).columns and "n" not in table.keys else [])]]
+            frame = pd.read_csv(source)
+            kept = [*table.keys, *table.metrics]  # and n, which sets an accuracy's tolerance
+            frame = frame[kept + (["n"] if "n" in frame.columns and "n" not in kept else [])]
             dest = reference_root / f"{name}.csv"
             dest.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(dest, index=False)  # full precision: the tolerances, not the file, round
