@@ -85,8 +85,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 # ------------------------------------------------------------ confidence intervals
 
 def bootstrap_ci(values, statistic=np.mean, n_boot: int = 2000, ci: float = 0.95,
-                 seed: int = 0) -> tuple[float, float, float]:
+                 seed: int = 0, groups=None) -> tuple[float, float, float]:
     """Percentile bootstrap: ``(estimate, low, high)`` for ``statistic(values)``.
+
+    ``groups`` (one label per value, e.g. the training seed): a two-level
+    bootstrap — draw the groups with replacement, then each drawn group's values
+    with replacement — so the interval includes the variation between groups
+    (training variance), which a bootstrap over the pooled values ignores.
 
     ``values`` is 1-D (e.g. per-image 0/1 correctness, or per-seed accuracies).
     Draw ``n_boot`` resamples of size n with replacement, apply ``statistic``
@@ -106,6 +111,17 @@ def bootstrap_ci(values, statistic=np.mean, n_boot: int = 2000, ci: float = 0.95
     if not 0.0 < float(ci) < 1.0:
         raise InvrobError(f"ci must be a confidence level strictly between 0 and 1, got {ci!r}")
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        labels = np.asarray(groups).reshape(-1)
+        if labels.shape != values.shape:
+            raise InvrobError(f"groups must have one label per value ({values.size}), got shape {labels.shape}")
+        members = [values[labels == g] for g in dict.fromkeys(labels.tolist())]
+        replicates = np.empty(n_boot)
+        for r in range(n_boot):
+            drawn = [members[i] for i in rng.integers(0, len(members), size=len(members))]
+            replicates[r] = statistic(np.concatenate([m[rng.integers(0, len(m), size=len(m))] for m in drawn]))
+        low, high = np.quantile(replicates, [(1.0 - ci) / 2.0, (1.0 + ci) / 2.0])
+        return float(statistic(values)), float(low), float(high)
     n = values.size
     chunk = max(1, min(n_boot, (1 << 22) // n))
     replicates = []

@@ -18,7 +18,7 @@ LAYERS = [
     {"data", "metrics", "stats", "pareto"},
     {"rotations", "transforms", "models"},
     {"attacks"},
-    {"train"},
+    {"train", "geometry"},
     {"experiments", "plots"},
     {"studies", "profiles"},
     {"runbook", "regression", "sweep", "cli"},

@@ -20,11 +20,11 @@ Layering: attacks build on ``errors``, ``metrics`` and ``rotations``, never on
 from .apgd import APGD, APGD_LOSSES
 from .autoattack import AUTOATTACK_ATTACKS, AUTOATTACK_VERSIONS, AutoAttack
 from .base import NORMS, Attack, attack_mode
-from .evaluate import minimal_perturbation, robust_accuracy, worst_of_k_accuracy
+from .evaluate import minimal_perturbation, robust_accuracy, robust_points, worst_of_k_accuracy
 from .pgd import ALPHA_FACTOR, FGSM, LOSSES, PGD, pgd, pgd_training_examples
 from .spatial import JointAttack, RotationGrid, SpatialGrid, WorstOfK
 
-__all__ = ["Attack", "attack_mode", "PGD", "FGSM", "APGD", "RotationGrid", "SpatialGrid", "WorstOfK",
+__all__ = ["robust_points", "Attack", "attack_mode", "PGD", "FGSM", "APGD", "RotationGrid", "SpatialGrid", "WorstOfK",
            "JointAttack", "pgd",
            "pgd_training_examples", "robust_accuracy", "minimal_perturbation", "NORMS", "LOSSES",
            "APGD_LOSSES", "ALPHA_FACTOR", "AutoAttack", "AUTOATTACK_ATTACKS",

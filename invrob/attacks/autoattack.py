@@ -88,6 +88,10 @@ class AutoAttack(Attack):
         batch_size: points per component call (memory, not results).
         attacks: with ``version="custom"``, a non-empty list out of
             :data:`AUTOATTACK_ATTACKS`, run in the order given.
+        targets: how many target classes APGD-T and FAB-T try (the most likely
+            other classes first); ``None``: the standard 9 (``C − 1`` with fewer
+            classes). Fewer targets is a cheaper attack, so only with
+            ``version="custom"``; :func:`invrob.attacks.evaluate` callers state it.
 
     Models with fewer than 10 classes get ``C − 1`` target classes in APGD-T and
     FAB-T instead of 9; components that cannot run with ``C`` classes (DLR
@@ -102,7 +106,7 @@ class AutoAttack(Attack):
     restarts = 1
 
     def __init__(self, model: nn.Module, eps: float, norm: str = "linf", version: str = "standard",
-                 seed: int = 0, batch_size: int = 500, attacks=None):
+                 seed: int = 0, batch_size: int = 500, attacks=None, targets: int | None = None):
         super().__init__(model, eps)
         self.norm = _check_norm(norm)
         self.version = check_choice(version, AUTOATTACK_VERSIONS, "version")
@@ -123,6 +127,11 @@ class AutoAttack(Attack):
             if len(set(names)) != len(names):
                 raise InvrobError(f"attacks lists a component twice: {names}")
             self.attacks = tuple(names)
+        if targets is not None:
+            check_positive_int(targets, "targets")
+            if self.version == "standard":
+                raise InvrobError("targets is only for version='custom': the standard version tries 9")
+        self.targets = targets
         self.messages: list[str] = []   # pyautoattack's warnings from the last call
 
     @property
@@ -130,11 +139,12 @@ class AutoAttack(Attack):
         suffix = "-L2" if self.norm == "l2" else ""
         if self.version == "standard":
             return f"AutoAttack{suffix}"
-        return f"AutoAttack{suffix}({'+'.join(self.attacks)})"
+        top = "" if self.targets is None else f", {self.targets} targets"
+        return f"AutoAttack{suffix}({'+'.join(self.attacks)}{top})"
 
     def __repr__(self) -> str:
         return f"AutoAttack(eps={self.eps}, norm={self.norm!r}, version={self.version!r}, " \
-               f"attacks={list(self.attacks)}, seed={self.seed})"
+               f"attacks={list(self.attacks)}, targets={self.targets}, seed={self.seed})"
 
     def _build(self, device: torch.device, classes: int, model: nn.Module | None = None):
         from pyautoattack import AutoAttack as _AutoAttack  # heavy import, only when it runs
@@ -154,7 +164,7 @@ class AutoAttack(Attack):
         aa.attacks_to_run = list(self.attacks)
         aa.version = self.version
         aa.verbose = False
-        targets = min(9, classes - 1)
+        targets = min(9 if self.targets is None else self.targets, classes - 1)
         aa.apgd_targeted.n_target_classes = targets
         aa.fab.n_target_classes = targets
         return aa

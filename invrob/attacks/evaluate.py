@@ -15,7 +15,7 @@ from .base import Attack, _check_norm, _flat_norm, attack_mode
 from .spatial import RotationGrid
 from .pgd import PGD
 
-__all__ = ["robust_accuracy", "minimal_perturbation"]
+__all__ = ["robust_accuracy", "robust_points", "minimal_perturbation"]
 
 
 def _check_grid(eps_grid: Iterable[float]) -> list[float]:
@@ -47,14 +47,39 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid
     Attacks with per-sample budgets (PGD, FGSM) run the grid as stacked batches:
     every clean-correct point is copied once per positive ε, each copy carrying
     its own ε (and step size), and the rows are attacked ``batch_size`` at a
-    time. Other attacks run once per ε, ``batch_size`` points at a time. Because
-    a perturbation admissible at ε is admissible at every larger ε, a point
-    fooled at ε counts as fooled at every larger ε of the grid too (the curve is
-    the strongest attack found, and non-increasing by construction).
+    time. Other attacks (AutoAttack, APGD, the spatial ones) run once per ε, in
+    increasing order, ``batch_size`` points at a time, on the points not fooled at a
+    smaller ε. Because a perturbation admissible at ε is admissible at every larger
+    ε, a point fooled at ε counts as fooled at every larger ε of the grid too (the
+    curve is the strongest attack found, and non-increasing by construction).
 
     Returns a DataFrame with columns ``eps, accuracy, n, norm, steps, restarts``
     (``accuracy`` a fraction of the ``n`` points; ``norm``, ``steps``,
-    ``restarts`` describe the attack), in the grid's order.
+    ``restarts`` describe the attack), in the grid's order. :func:`robust_points`
+    gives the same verdicts point by point.
+    """
+    points = robust_points(model, x, y, eps_grid, attack=attack, norm=norm, steps=steps, alpha=alpha,
+                           restarts=restarts, batch_size=batch_size, seed=seed, progress=progress)
+    n, grid = len(x), _check_grid(eps_grid)
+    robust = points["robust"].to_numpy().reshape(len(grid), n)
+    frame = pd.DataFrame({"eps": grid, "accuracy": robust.sum(1) / n if n else float("nan"), "n": n})
+    for key in ("norm", "steps", "restarts"):
+        frame[key] = points.attrs[key]
+    return frame
+
+
+def robust_points(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid: Iterable[float],
+                  attack: Attack | None = None, norm: str = "linf", steps: int = 40, alpha=None,
+                  restarts: int = 1, batch_size: int = 500, seed: int = 0,
+                  progress: bool = False) -> pd.DataFrame:
+    """:func:`robust_accuracy` point by point: one row per ε of the grid and test point.
+
+    Columns ``eps, point, robust`` (``point`` the index into ``x``; ``robust`` 1 when
+    the point is classified correctly and the attack found no misclassified point
+    within ε, else 0), ε in the grid's order, points in order. Keyword arguments and
+    the rules are those of :func:`robust_accuracy`; ``attrs`` holds the attack's
+    ``norm``, ``steps`` and ``restarts``. Paired statistics over test points
+    (:func:`invrob.stats.paired_bootstrap`) read this.
     """
     grid = _check_grid(eps_grid)
     check_positive_int(batch_size, "batch_size")
@@ -100,21 +125,28 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_grid
                     _, hit = attack.perturb(x[src].to(device), y[src], eps=eps_values[e])
                     fooled_at[e, point] = hit.cpu()
             else:
-                chunks = [(k, start) for k in range(len(positive))
-                          for start in range(0, len(clean_idx), batch_size)]
-                for k, start in tqdm(chunks, disable=not progress, desc=f"{attack.name} ε grid"):
-                    src = clean_idx[start:start + batch_size]
-                    _, hit = attack.perturb(x[src.to(x.device)].to(device), y[src.to(x.device)],
-                                            eps=positive[k])
-                    fooled_at[k, start:start + len(src)] = hit.cpu()
+                for k in tqdm(range(len(positive)), disable=not progress, desc=f"{attack.name} ε grid"):
+                    # only the points no smaller ε fooled: the others are fooled here too
+                    alive = (~fooled_at[:k].any(0)).nonzero().squeeze(1) if k else \
+                        torch.arange(len(clean_idx))
+                    for start in range(0, len(alive), batch_size):
+                        at = alive[start:start + batch_size]
+                        src = clean_idx[at].to(x.device)
+                        _, hit = attack.perturb(x[src].to(device), y[src], eps=positive[k])
+                        fooled_at[k, at] = hit.cpu()
     # Fooled at a smaller ε ⇒ fooled at every larger one (same δ is admissible).
     fooled_at = fooled_at.cummax(0).values if len(positive) else fooled_at
-    robust = {0.0: int(correct.sum())}
-    for k, e in enumerate(positive):
-        robust[e] = int((~fooled_at[k]).sum())
-    rows = [{"eps": e, "accuracy": robust[e] / n if n else float("nan"), "n": n, "norm": attack.norm,
-             "steps": attack.steps, "restarts": attack.restarts} for e in grid]
-    return pd.DataFrame(rows, columns=["eps", "accuracy", "n", "norm", "steps", "restarts"])
+    robust = torch.zeros(len(grid), n, dtype=torch.int64)
+    for g, e in enumerate(grid):
+        if e == 0:
+            robust[g] = correct.cpu().long()
+        else:
+            robust[g, clean_idx] = (~fooled_at[positive.index(e)]).long()
+    frame = pd.DataFrame({"eps": [e for e in grid for _ in range(n)],
+                          "point": list(range(n)) * len(grid),
+                          "robust": robust.reshape(-1).numpy()})
+    frame.attrs.update(norm=attack.norm, steps=attack.steps, restarts=attack.restarts)
+    return frame
 
 
 def minimal_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str = "linf",
