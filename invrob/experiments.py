@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm  # text bars: render in executed notebooks and the book alike
 
-from .attacks import APGD, PGD, minimal_perturbation, robust_accuracy, worst_of_k_accuracy
+from .attacks import PGD, minimal_perturbation, robust_accuracy, worst_of_k_accuracy
 from .data import load_dataset
 from .metrics import bootstrap_ci, model_device, predict
 from .rotations import rotated_accuracy
@@ -110,12 +110,81 @@ def robustness_table(trained: Trained, x, y, eps_grid: Iterable[float], steps: i
                      progress: bool = False) -> pd.DataFrame:
     """PGD robust accuracy for every model and ε (ε = 0: clean accuracy).
 
+    PGD is an upper bound on robust accuracy, and a loose one: the book reports
+    :func:`robust_points_table` under AutoAttack and shows this beside it.
     Columns: model, dataset, theta, eps_train, seed, eps, accuracy, n, norm, steps, restarts.
     """
     eps_grid = list(eps_grid)
     return _tagged(trained, lambda m: robust_accuracy(m, x, y, eps_grid, norm=norm, steps=steps,
                                                       restarts=restarts, seed=seed),
                    progress, "PGD")
+
+
+def autoattack(attacks: Sequence[str] | None = None, targets: int | None = None, seed: int = 0,
+               batch_size: int = 500):
+    """An attack factory ``model -> AutoAttack`` for :func:`robust_points_table`.
+
+    ``attacks=None``: the standard ensemble (APGD-CE, APGD-T, FAB-T, Square); else
+    that subset of its components with the standard settings, APGD-T and FAB-T
+    trying ``targets`` target classes (``None``: the standard 9). Which cheap
+    version is close enough to the standard one is checked in the test suite
+    (``tests/test_autoattack.py``) and stated in the book.
+    """
+    from .attacks import AutoAttack
+
+    version = "standard" if attacks is None else "custom"
+
+    def build(model):
+        return AutoAttack(model, 0.0, version=version, attacks=None if attacks is None else list(attacks),
+                          targets=targets, seed=seed, batch_size=batch_size)
+    return build
+
+
+def robust_points_table(trained: Trained, x, y, eps_grid, attack=None,
+                        steps: int = 20, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """Point by point: is each test point robust at each ε, for every model?
+
+    ``eps_grid``: a list of budgets, or a ``{model name: list}`` map (each model
+    family at its own budgets). ``attack``: a factory ``model -> Attack`` (e.g.
+    :func:`autoattack`); ``None``: PGD with ``steps`` steps seeded by ``seed``.
+    Budgets run in increasing order and a point fooled at ε counts as fooled at
+    every larger ε (:func:`invrob.attacks.robust_points`). Columns: the tags, eps,
+    point, robust (0/1), attack (the attack's name). :func:`summarize_points`
+    gives accuracies; the per-point rows feed paired statistics (:mod:`invrob.stats`).
+    """
+    from .attacks import robust_points
+
+    frames = []
+    for config, model in tqdm(trained, desc="robust accuracy", disable=not progress):
+        grid = list(eps_grid.get(config.model, ()) if isinstance(eps_grid, dict) else eps_grid)
+        if not grid:
+            continue
+        if attack is None:
+            rows = robust_points(model, x, y, grid, steps=steps, seed=seed).assign(attack=f"PGD-{steps}")
+        else:
+            chosen = attack(model)
+            rows = robust_points(model, x, y, grid, attack=chosen,
+                                 batch_size=max(1, len(x))).assign(attack=chosen.name)
+        frames.append(rows.assign(**tags(config)))
+    columns = [*tags(trained[0][0]), "eps", "point", "robust", "attack"] if trained else []
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def summarize_points(points: pd.DataFrame) -> pd.DataFrame:
+    """Robust accuracy per model and ε from :func:`robust_points_table`'s rows.
+
+    Columns: model, dataset, theta, eps_train, seed, eps, attack, accuracy, n, and
+    ``conditional``: the robust accuracy among the points the model classifies
+    correctly (accuracy / clean accuracy; NaN without ε = 0 in the grid) — families
+    with different clean accuracy compare on it.
+    """
+    keys = ["model", "dataset", "theta", "eps_train", "seed"]
+    table = (points.groupby([*keys, "eps", "attack"], sort=False)["robust"].agg(["mean", "size"])
+             .rename(columns={"mean": "accuracy", "size": "n"}).reset_index())
+    clean = table[table["eps"] == 0].set_index(keys)["accuracy"]
+    reference = clean.reindex(table.set_index(keys).index).to_numpy()
+    table["conditional"] = table["accuracy"] / reference
+    return table
 
 
 SEARCH_RANGE = {"linf": 0.5, "l2": 10.0}  # bisection brackets; farther points count as unbroken
@@ -146,81 +215,24 @@ def boundary_distances(trained: Trained, x, y, norms: Sequence[str] = ("linf", "
 
 
 def summarize_distances(distances: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Mean and median distance per model / θ / norm with 95% percentile-bootstrap CIs.
+    """Mean and median distance per model / θ / norm with 95% two-level bootstrap CIs.
 
-    Points never fooled within the search range (distance ``inf``) are counted
-    (column ``n_unbroken``) and left out of the statistics.
+    The intervals resample seeds, then points within each seed
+    (:func:`invrob.metrics.bootstrap_ci` with ``groups``), so they include training
+    variance. Points never fooled within the search range (distance ``inf``) are
+    counted (column ``n_unbroken``) and left out of the statistics.
     """
     rows = []
     keys = ["model", "dataset", "theta", "eps_train", "norm"]
     for key, group in distances.groupby(keys, sort=False):
-        finite = group["distance"].to_numpy()
-        finite = finite[np.isfinite(finite)]
-        mean, mean_lo, mean_hi = bootstrap_ci(finite, np.mean, seed=seed)
-        median, med_lo, med_hi = bootstrap_ci(finite, np.median, seed=seed)
+        keep = np.isfinite(group["distance"].to_numpy())
+        finite, seeds = group["distance"].to_numpy()[keep], group["seed"].to_numpy()[keep]
+        mean, mean_lo, mean_hi = bootstrap_ci(finite, np.mean, seed=seed, groups=seeds)
+        median, med_lo, med_hi = bootstrap_ci(finite, np.median, seed=seed, groups=seeds)
         rows.append(dict(zip(keys, key), n=len(finite), n_unbroken=len(group) - len(finite),
                          n_seeds=group["seed"].nunique(), mean=mean, mean_low=mean_lo,
                          mean_high=mean_hi, median=median, median_low=med_lo, median_high=med_hi))
     return pd.DataFrame(rows)
-
-
-def gradient_masking_check(trained: Trained, x, y, eps: float, steps: int, strong_steps: int,
-                           restarts: int = 5, seed: int = 0) -> pd.DataFrame:
-    """Robust accuracy at one ε under our PGD, a stronger PGD (more steps, restarts),
-    and torchattacks' APGD (AutoAttack's attack, an independent implementation).
-
-    A large gap between the attacks would mean gradient masking: PGD's numbers
-    could not be trusted. Columns: the tags, eps, attack, accuracy, n.
-    """
-    labels = [f"PGD-{steps}", f"PGD-{strong_steps}x{restarts}", f"APGD-CE-{strong_steps}"]
-
-    def measure(model):
-        attacks = [PGD(model, eps, steps=steps, generator=torch.Generator().manual_seed(seed)),
-                   PGD(model, eps, steps=strong_steps, restarts=restarts,
-                       generator=torch.Generator().manual_seed(seed)),
-                   APGD(model, eps, steps=strong_steps, seed=seed, loss="ce")]
-        # One batch for APGD: it reseeds at every call, so chunks would change its draws.
-        sizes = [500, 500, max(1, len(x))]
-        accs = [robust_accuracy(model, x, y, [eps], attack=a, batch_size=b)["accuracy"].item()
-                for a, b in zip(attacks, sizes)]
-        return pd.DataFrame({"eps": eps, "attack": labels, "accuracy": accs, "n": len(x)})
-    return _tagged(trained, measure, False, "masking check")
-
-
-AUTOATTACK_LABEL = "AutoAttack"
-
-
-def autoattack_table(trained: Trained, x, y, budgets, steps: int, attacks: Sequence[str] | None = None,
-                     seed: int = 0, progress: bool = False) -> pd.DataFrame:
-    """Robust accuracy under our PGD and under AutoAttack, per model, at the budgets that matter.
-
-    ``budgets(config) -> list of ε`` picks each model's budgets (e.g. the informative
-    ones of its study). AutoAttack is Croce & Hein's code (``pyautoattack``, through
-    :class:`invrob.attacks.AutoAttack`): the standard ensemble when ``attacks`` is
-    ``None``, else that subset of its components with the standard settings (e.g.
-    ``("apgd-ce", "apgd-t")``, which matched the full ensemble on every MNIST model
-    we tried, at a fraction of its cost: Square's 5,000 queries dominate on a CPU).
-    PGD is the same attack as the robustness curves (``steps``, seeded). Rows are
-    labelled ``PGD-<steps>`` and ``AutoAttack`` (with the components in ``components``).
-    Columns: the tags, eps, attack, components, accuracy, n.
-    """
-    from .attacks import AutoAttack
-
-    version = "standard" if attacks is None else "custom"
-    components = "standard" if attacks is None else "+".join(attacks)
-    rows = []
-    for config, model in tqdm(trained, desc="AutoAttack", disable=not progress):
-        for eps in budgets(config):
-            pgd = robust_accuracy(model, x, y, [eps], steps=steps, seed=seed)["accuracy"].item()
-            aa = AutoAttack(model, eps, version=version, attacks=None if attacks is None else list(attacks),
-                            seed=seed, batch_size=max(1, len(x)))
-            auto = robust_accuracy(model, x, y, [eps], attack=aa, batch_size=max(1, len(x)))["accuracy"].item()
-            rows += [{**tags(config), "eps": eps, "attack": f"PGD-{steps}", "components": "", "accuracy": pgd,
-                      "n": len(x)},
-                     {**tags(config), "eps": eps, "attack": AUTOATTACK_LABEL, "components": components,
-                      "accuracy": auto, "n": len(x)}]
-    columns = [*tags(trained[0][0]), "eps", "attack", "components", "accuracy", "n"] if trained else []
-    return pd.DataFrame(rows, columns=columns)
 
 
 def perturbations(model: nn.Module, x, y, eps: float, steps: int, small_angles: Sequence[float],
@@ -243,46 +255,54 @@ def perturbations(model: nn.Module, x, y, eps: float, steps: int, small_angles: 
 
 
 def subspace_table(trained: Trained, x, y, eps: float, steps: int, small_angles: Sequence[float],
-                   ks: Sequence[int], seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                   ks: Sequence[int], remove: int = 10, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Principal cosines between top-k PCA subspaces of perturbations, per model and k.
 
-    Comparisons (column ``comparison``):
+    Comparisons (column ``comparison``, :func:`invrob.geometry.subspace_comparisons`):
 
     - ``adversarial vs rotation``: PGD perturbations vs small-rotation perturbations
       of the same points — the paper's claim is that these are nearly orthogonal;
     - ``adversarial vs adversarial``: PGD perturbations of two disjoint halves of
-      the points — a positive control (the same kind of perturbation should share
-      its directions);
-    - ``random vs random``: uniformly random subspaces of the same dimension —
-      the baseline (in high dimension random subspaces are nearly orthogonal too);
-    - ``support-random vs rotation``: the top-k PCA subspace of Gaussian noise
-      confined to the pixels the images use (MNIST's border is always 0) against
-      the rotation subspace — a stricter baseline, because both perturbation
-      families live on those pixels, which alone makes them overlap more than
-      subspaces drawn from all of R^784.
+      the points — a positive control;
+    - ``random vs random`` and ``support-random vs rotation`` (Gaussian noise on
+      the pixels the images use): model-free baselines;
+    - ``image PCA vs rotation`` and ``translation vs rotation`` (±1, ±2 px shifts):
+      data-matched nulls — image-like families with no model involved;
+    - ``… (data PCs removed)``: adversarial (and translation) vs rotation after
+      projecting the top ``remove`` principal directions of the images out of both.
 
     Columns: the model tags, comparison, k, mean_cosine, max_cosine.
     """
-    from .metrics import principal_cosines, random_subspace_cosines
+    from .geometry import subspace_comparisons, translation_perturbations
 
-    half = len(x) // 2
-    flat = x.flatten(1)
-    support = (flat.amax(0) > flat.amin(0)).numpy()  # pixels that vary over the points
-    noise = np.random.default_rng(seed).standard_normal(flat.shape) * support
+    translational = translation_perturbations(x).numpy()
+    images = x.flatten(1).numpy()
 
     def measure(model):
         adversarial, rotational = perturbations(model, x, y, eps, steps, small_angles, seed)
-        adversarial, rotational = adversarial.numpy(), rotational.numpy()
-        rows = []
-        for k in ks:
-            pairs = {"adversarial vs rotation": principal_cosines(adversarial, rotational, k),
-                     "adversarial vs adversarial": principal_cosines(adversarial[:half], adversarial[half:], k),
-                     "random vs random": random_subspace_cosines(adversarial.shape[1], k, seed=seed),
-                     "support-random vs rotation": principal_cosines(noise, rotational, k)}
-            rows += [{"comparison": name, "k": k, "mean_cosine": float(np.mean(c)),
-                      "max_cosine": float(np.max(c))} for name, c in pairs.items()]
-        return pd.DataFrame(rows)
+        return subspace_comparisons(adversarial.numpy(), rotational.numpy(), images, translational, ks,
+                                    remove=remove, seed=seed)
     return _tagged(trained, measure, progress, "subspaces")
+
+
+def tangent_table(trained: Trained, x, y, eps: float, steps: int, seed: int = 0,
+                  progress: bool = False) -> pd.DataFrame:
+    """Per point and model: the absolute cosine of the rotation tangent t(x) with the PGD perturbation at ε,
+    with a random ℓ∞ corner on the image's support (the null) and with the loss gradient
+    (:func:`invrob.geometry.tangent_cosines`). Columns: the tags, point, adversarial,
+    random_sign, gradient."""
+    from .geometry import tangent_cosines
+
+    return _tagged(trained, lambda m: tangent_cosines(m, x, y, eps, steps, seed=seed), progress, "tangents")
+
+
+def directional_table(trained: Trained, x, y, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """Per point and model: the loss's directional derivative along the unit rotation tangent,
+    along a random unit direction on the same support, and the gradient norm
+    (:func:`invrob.geometry.directional_derivatives`)."""
+    from .geometry import directional_derivatives
+
+    return _tagged(trained, lambda m: directional_derivatives(m, x, y, seed=seed), progress, "directions")
 
 
 def show_progress(profile: str) -> bool:

@@ -315,8 +315,10 @@ def _matches(value, default) -> bool:
     if isinstance(default, (list, tuple)):
         return isinstance(value, list) and (
             not default or all(any(_matches(v, d) for d in default) for v in value))
-    if isinstance(default, dict):
-        return isinstance(value, dict)
+    if isinstance(default, dict):  # a per-model map; one value for every model also fits
+        if isinstance(value, dict):
+            return True
+        return any(_matches(value, d) for d in default.values())
     return True
 
 

@@ -62,7 +62,10 @@ def test_subspace_table_has_its_controls(lenet, points):
     x, y = points
     table = ex.subspace_table(lenet[:1], x, y, eps=0.1, steps=10, small_angles=[-3, -1, 1, 3], ks=[1, 5])
     assert set(table["comparison"]) == {"adversarial vs rotation", "adversarial vs adversarial",
-                                        "random vs random", "support-random vs rotation"}
+                                        "random vs random", "support-random vs rotation",
+                                        "image PCA vs rotation", "translation vs rotation",
+                                        "adversarial vs rotation (data PCs removed)",
+                                        "translation vs rotation (data PCs removed)"}
     assert table[["mean_cosine", "max_cosine"]].stack().between(0, 1 + 1e-9).all()
     at5 = table[table["k"] == 5].set_index("comparison")["mean_cosine"]
     # the positive control shares directions; random subspaces of R^784 barely do,
@@ -71,42 +74,37 @@ def test_subspace_table_has_its_controls(lenet, points):
     assert at5["support-random vs rotation"] > at5["random vs random"]
 
 
-def test_gradient_masking_check_runs_the_three_attacks(lenet, points):
-    import torchattacks
-
-    from invrob.metrics import accuracy
-
-    x, y = points[0][:64], points[1][:64]
-    trained = lenet[:1]
-    table = ex.gradient_masking_check(trained, x, y, eps=0.1, steps=5, strong_steps=10, restarts=2, seed=0)
-    assert table["attack"].tolist() == ["PGD-5", "PGD-10x2", "APGD-CE-10"]
-    assert (table["n"] == 64).all() and (table["model"] == "lenet").all()
-    acc = table.set_index("attack")["accuracy"]
-    assert acc["PGD-10x2"] <= acc["PGD-5"] + 1 / 64          # more steps and restarts: never weaker
-    assert acc["PGD-5"] < accuracy(trained[0][1], x, y)      # the attacks bite
-    # The APGD row is torchattacks' APGD itself, run independently on the same points.
-    model = trained[0][1]
-    x_ref = torchattacks.APGD(model, norm="Linf", eps=0.1, steps=10, n_restarts=1, seed=0, loss="ce")(x, y)
-    assert acc["APGD-CE-10"] == pytest.approx(accuracy(model, x_ref, y), abs=1e-6)
-    assert abs(acc["APGD-CE-10"] - acc["PGD-10x2"]) <= 0.1   # no gradient masking on a LeNet
-
-
-def test_autoattack_table_pairs_pgd_and_autoattack_per_budget():
+def test_robust_points_table_per_point_and_per_model_grid():
+    """AutoAttack-grade rows per point, each family at its own budgets; summaries from them;
+    the attack is never weaker than PGD on the same points; the conditional column is
+    robust accuracy among the clean-correct points."""
     import torch
     from torch import nn
 
-    from invrob import experiments as ex
     from invrob.train import TrainConfig
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
     x = torch.rand(12, 1, 8, 8)
-    y = model(x).argmax(1)  # every point correct: robust accuracy starts at 1
-    config = TrainConfig(model="lenet", seed=3)
-    table = ex.autoattack_table([(config, model)], x, y, lambda c: [0.02, 0.2], steps=5,
-                                attacks=("apgd-ce", "apgd-t"))
-    assert list(table["eps"]) == [0.02, 0.02, 0.2, 0.2] and set(table["seed"]) == {3}
-    assert list(table["attack"]) == ["PGD-5", "AutoAttack"] * 2
-    assert set(table.loc[table["attack"] == "AutoAttack", "components"]) == {"apgd-ce+apgd-t"}
-    pgd, aa = (table[table["attack"] == a].set_index("eps")["accuracy"] for a in ("PGD-5", "AutoAttack"))
-    assert (aa <= pgd + 1e-12).all() and aa[0.2] <= aa[0.02] and (table["n"] == 12).all()
+    y = model(x).argmax(1)
+    y[:3] = (y[:3] + 1) % 10  # three points misclassified clean
+    trained = [(TrainConfig(model="lenet", seed=3), model), (TrainConfig(model="stdcnn", seed=3), model)]
+    grids = {"lenet": [0.0, 0.02, 0.2], "stdcnn": [0.0, 0.05]}
+    points = ex.robust_points_table(trained, x, y, grids, attack=ex.autoattack(["apgd-ce", "apgd-t"], targets=3))
+    assert len(points) == 12 * 3 + 12 * 2
+    assert set(points["robust"]) <= {0, 1} and points["attack"].str.startswith("AutoAttack").all()
+    lenet = points[points["model"] == "lenet"]
+    assert list(lenet["eps"].unique()) == [0.0, 0.02, 0.2]
+    per_point = lenet.pivot_table(index="point", columns="eps", values="robust")
+    assert (per_point.loc[[0, 1, 2]] == 0).all().all()          # wrong clean: robust nowhere
+    assert (per_point.diff(axis=1).fillna(0) <= 0).all().all()   # fooled at ε ⇒ fooled at larger ε
+    summary = ex.summarize_points(points)
+    clean = summary[(summary["model"] == "lenet") & (summary["eps"] == 0)]["accuracy"].item()
+    assert clean == pytest.approx(9 / 12)
+    row = summary[(summary["model"] == "lenet") & (summary["eps"] == 0.2)].iloc[0]
+    assert row["accuracy"] == pytest.approx(per_point[0.2].mean()) and row["n"] == 12
+    assert row["conditional"] == pytest.approx(row["accuracy"] / clean)
+    pgd = ex.summarize_points(ex.robust_points_table(trained, x, y, grids, steps=5))
+    merged = summary.merge(pgd, on=["model", "seed", "eps"], suffixes=("", "_pgd"))
+    assert (merged["accuracy"] <= merged["accuracy_pgd"] + 1e-12).all()
+    assert set(pgd["attack"]) == {"PGD-5"}

@@ -219,22 +219,31 @@ def smoke_models(smoke):
 
 
 def test_regression_check_catches_a_weaker_attack(smoke_models, monkeypatch):
-    """PGD's step factor 2.5 → 1.0 (a weaker attack) must fail the robustness table's check."""
+    """PGD's step factor 2.5 → 1.0 (a weaker attack) must fail the PGD table's check; the library
+    call reproduces the notebook's AutoAttack and PGD tables."""
     import importlib
 
     from invrob import experiments as ex
 
     pgd = importlib.import_module("invrob.attacks.pgd")  # the module (the package exports a function `pgd`)
+    from invrob import studies
+
     S, trained, _, (x_att, y_att) = smoke_models
-    spec = load_spec(REFERENCE / TOLERANCE_FILE).tables["01_invariance_vs_robustness/robustness"]
+    tables = load_spec(REFERENCE / TOLERANCE_FILE).tables
+    study = studies.get("invariance")
+    strong = ex.summarize_points(ex.robust_points_table(trained, x_att, y_att, S.eps_grid, attack=study.attack(S)))
     reference = pd.read_csv(REFERENCE / "01_invariance_vs_robustness" / "robustness.csv")
-    same = ex.robustness_table(trained, x_att, y_att, S.eps_grid, steps=S.pgd_steps, restarts=S.restarts)
-    assert compare_table(spec, reference, same) == []  # the library call reproduces the notebook's table
+    assert compare_table(tables["01_invariance_vs_robustness/robustness"], reference, strong) == []
+    spec = tables["01_invariance_vs_robustness/pgd_robustness"]
+    reference = pd.read_csv(REFERENCE / "01_invariance_vs_robustness" / "pgd_robustness.csv")
+
+    def pgd_table():
+        return ex.summarize_points(ex.robust_points_table(trained, x_att, y_att, S.eps_grid, steps=S.pgd_steps))
+    assert compare_table(spec, reference, pgd_table()) == []  # the library call reproduces the notebook's table
     monkeypatch.setattr(pgd, "ALPHA_FACTOR", 1.0)
-    weaker = ex.robustness_table(trained, x_att, y_att, S.eps_grid, steps=S.pgd_steps, restarts=S.restarts)
-    problems = compare_table(spec, reference, weaker)
+    problems = compare_table(spec, reference, pgd_table())
     assert problems, "a weaker attack passed the regression check"
-    assert all("robustness.csv, row model=" in p and "reference" in p for p in problems)
+    assert all("pgd_robustness.csv, row model=" in p and "reference" in p for p in problems)
 
 
 def test_regression_check_catches_a_shifted_theta_grid(smoke_models):
@@ -255,13 +264,16 @@ def test_regression_check_catches_a_shifted_theta_grid(smoke_models):
 TABLES = {
     "01_invariance_vs_robustness": {"invariance": ["model", "theta", "seed", "phi", "accuracy"],
                                     "robustness": ["model", "theta", "seed", "eps", "accuracy"],
-                                    "autoattack": ["model", "theta", "eps", "attack", "accuracy"]},
+                                    "robust_points": ["model", "theta", "seed", "eps", "point", "robust"],
+                                    "pgd_robustness": ["model", "theta", "seed", "eps", "accuracy"]},
     "02_decision_boundary_distance": {"distances": ["model", "theta", "norm", "distance"],
                                       "distance_summary": ["model", "theta", "norm", "mean", "mean_low"]},
     "03_robustness_vs_invariance": {"invariance": ["model", "eps_train", "seed", "phi", "accuracy", "gap"],
                                     "worst_of_k": ["model", "eps_train", "phi", "k", "accuracy"],
-                                    "masking_check": ["model", "eps_train", "attack", "accuracy"]},
-    "04_perturbation_geometry": {"subspace_cosines": ["model", "eps_train", "comparison", "k", "mean_cosine"]},
+                                    "robustness": ["model", "eps_train", "seed", "eps", "attack", "accuracy"]},
+    "04_perturbation_geometry": {"subspace_cosines": ["model", "eps_train", "comparison", "k", "mean_cosine"],
+                                 "tangent_cosines": ["model", "eps_train", "seed", "point", "adversarial"],
+                                 "directional": ["model", "eps_train", "seed", "point", "along_tangent"]},
 }
 
 
@@ -270,8 +282,10 @@ def test_results_are_tidy_tables(smoke, notebook):
     for table, columns in TABLES[notebook].items():
         frame = pd.read_csv(smoke["main"] / "results" / "smoke" / notebook / f"{table}.csv")
         assert set(columns) <= set(frame.columns) and len(frame) > 0
-        keys = [c for c in frame.columns if c not in ("accuracy", "gap", "distance", "mean_cosine",
-                                                       "max_cosine", "n") and not c.startswith(("mean", "median"))]
+        keys = [c for c in frame.columns if c not in ("accuracy", "gap", "distance", "mean_cosine", "conditional",
+                                                       "max_cosine", "n", "robust", "adversarial", "random_sign",
+                                                       "gradient", "along_tangent", "along_random", "gradient_norm")
+                and not c.startswith(("mean", "median"))]
         assert not frame.duplicated(subset=keys).any(), f"{table}: one row per key"
         if "accuracy" in frame:
             assert frame["accuracy"].between(0, 1).all()

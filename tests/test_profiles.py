@@ -71,8 +71,28 @@ def test_cifar_grids_use_the_cifar_settings():
     assert sorted({c.eps for c in resnets}) == sorted(adv.cifar_eps_train)
     assert all(c.epochs == adv.cifar_epochs for c in resnets)
     inv = profiles.settings("invariance", "paper")
-    assert len(studies.get("invariance").configs(inv, "cifar10")) == \
-        len(inv.models) * len(inv.thetas) * len(inv.seeds)
+    study = studies.get("invariance")
+    assert len(study.configs(inv, "cifar10")) == \
+        sum(len(study.per_model(inv.thetas, m)) for m in inv.models) * len(inv.seeds)
+
+
+def test_settings_may_differ_per_model():
+    """thetas, epochs and widths may be {model: value} maps: the p4 GCNN gets a dense θ grid inside
+    [0, 45] (it is invariant to 90° turns), the StdCNN its width and epochs; a plain list applies to all."""
+    study = studies.get("invariance")
+    cpu = profiles.settings("invariance", "cpu")
+    grid = study.configs(cpu)
+    p4 = [c for c in grid if c.model == "gcnn_p4"]
+    std = [c for c in grid if c.model == "stdcnn"]
+    assert sorted({c.theta for c in p4}) == sorted(cpu.thetas["gcnn_p4"]) and max(c.theta for c in p4) <= 45
+    assert {c.epochs for c in std} == {cpu.epochs["stdcnn"]} and {c.epochs for c in p4} == {cpu.epochs["gcnn_p4"]}
+    assert {c.model_kwargs.get("width") for c in std} == {cpu.widths["stdcnn"]}
+    assert all("width" not in c.model_kwargs for c in p4)
+    assert len(cpu.seeds) >= 5
+    same = study.configs(profiles.settings("invariance", "cpu", thetas=[0, 90]))
+    assert {c.theta for c in same} == {0, 90}
+    with pytest.raises(InvrobError, match="theta"):
+        profiles.settings("invariance", "cpu", thetas={"stdcnn": [0, 200]})
 
 
 def test_record_time_upserts_one_row_per_notebook(tmp_path, monkeypatch):

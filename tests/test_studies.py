@@ -2,106 +2,262 @@
 
 The chapters' closing cells and the verdict page both call ``Study.claims``; the
 first test runs the real cells of the notebooks on one set of synthetic tables and
-checks that they print the same verdicts.
+checks that they print the same verdicts. The rule tests build small synthetic
+tables whose answer is known (deterministic NumPy generators, ≥ 5 seeds so the
+bootstrap runs): a clear effect in the claimed direction agrees, the opposite
+disagrees, a tiny effect buried in seed noise and a single seed are inconclusive.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from invrob import studies
 from invrob.errors import InvrobError
+from invrob.experiments import summarize_points
 from invrob.studies import adversarial, invariance
-from invrob.studies.base import bottom_line, combine, markdown_table
+from invrob.studies.adversarial import COSINE_MARGIN, GAP_MARGIN
+from invrob.studies.base import bottom_line, change_test, combine, markdown_table, paired_points
 
 REPO = Path(__file__).resolve().parent.parent
 INV, ADV = studies.get("invariance"), studies.get("adversarial")
+SEEDS = (0, 1, 2, 3, 4)
+ONE_SEED = (0,)
+
+
+def claim_named(study, table: str) -> str:
+    """The claim text of the (first) claim of ``study`` that needs ``table``."""
+    return next(c.claim for c in study.paper_claims if table in c.needs)
+
+
+IMPROVES = claim_named(INV, "invariance")
+DROPS = claim_named(INV, "robust_points")
+SHRINKS = claim_named(INV, "distances")
+UNCHANGED = claim_named(ADV, "invariance")
+SPATIAL = claim_named(ADV, "worst_of_k")
+ORTHOGONAL = claim_named(ADV, "tangent_cosines")
 
 
 # ---------------------------------------------------------------------- hand-made tables
+def centred(gen, sd, n):
+    """``n`` draws of N(0, ``sd``) minus their mean: seed noise that leaves the designed mean effect exact
+    (so "a tiny effect buried in seed noise" is tiny in the sample too, not only in expectation)."""
+    z = gen.normal(0, sd, n) if sd else np.zeros(n)
+    return z - z.mean()
+
+
 def tags(model, theta=0, eps_train=0.0, seed=0):
     return dict(model=model, dataset="mnist", theta=theta, eps_train=eps_train, seed=seed)
 
 
-def rotated(values, level="theta", n=100):
-    """A rotated-accuracy table from {(model, level value, seed, φ): accuracy}."""
-    return pd.DataFrame([{**tags(m, **{level: v}, seed=s), "phi": phi, "accuracy": a, "n": n}
-                         for (m, v, s, phi), a in values.items()])
+def rotated(at_max, noise=0.0, seeds=SEEDS, level="theta", phis=(0, 90, 180), clean=0.98, rng=0):
+    """A rotated-accuracy table from ``{model: {θ (or ε): accuracy at the largest φ}}``.
 
-
-def robustness(values, n=64):
-    """{(model, θ, seed, ε): accuracy} → a robustness table."""
-    return pd.DataFrame([{**tags(m, theta=t, seed=s), "eps": e, "accuracy": a, "n": n}
-                         for (m, t, s, e), a in values.items()])
-
-
-def distance_summary(values):
-    """{(model, θ, norm): (mean, low, high)} → a distance summary."""
-    return pd.DataFrame([{"model": m, "dataset": "mnist", "theta": t, "eps_train": 0.0, "norm": norm,
-                          "n": 50, "n_unbroken": 0, "n_seeds": 1, "mean": mean, "mean_low": lo,
-                          "mean_high": hi, "median": mean, "median_low": lo, "median_high": hi}
-                         for (m, t, norm), (mean, lo, hi) in values.items()])
-
-
-def cosines(excess_by_seed, k=10, eps_train=(0.0, 0.1)):
-    """subspace_cosines where adversarial vs rotation lies ``excess`` above the support-random baseline."""
+    Accuracy falls linearly in φ from ``clean`` at φ = 0 to the given value at the
+    largest φ, plus a seed offset (:func:`centred`, sd ``noise``) per model and level, scaled with φ.
+    """
+    gen = np.random.default_rng(rng)
+    top = max(phis)
     rows = []
-    for seed, excess in excess_by_seed.items():
-        for e in eps_train:
-            for comparison, value in [("adversarial vs rotation", 0.2 + excess),
-                                      ("adversarial vs adversarial", 0.8), ("random vs random", 0.1),
-                                      ("support-random vs rotation", 0.2)]:
-                rows.append({**tags("lenet", eps_train=e, seed=seed), "comparison": comparison, "k": k,
-                             "mean_cosine": value, "max_cosine": value})
+    for m, curve in at_max.items():
+        for v, acc in curve.items():
+            for s, offset in zip(seeds, centred(gen, noise, len(seeds))):
+                rows += [{**tags(m, **{level: v}, seed=s), "phi": phi,
+                          "accuracy": clean - (clean - acc - offset) * phi / top, "n": 1000} for phi in phis]
     return pd.DataFrame(rows)
 
 
-def gap_table(gaps, clean=0.95):
-    """{(eps_train, seed, φ): gap} (φ > 0) → a rotated-accuracy table with its gap."""
-    values = {}
-    for (e, s, phi), g in gaps.items():
-        values[("lenet", e, s, 0)] = clean
-        values[("lenet", e, s, phi)] = clean - g
-    return adversarial.add_gap(rotated(values, level="eps_train"))
+def gap_table(change, noise=0.0, seeds=SEEDS, phis=(0, 30, 90, 180), eps=(0.0, 0.1, 0.3), rng=0,
+              model="lenet"):
+    """The adversarial study's rotated-accuracy table with its gap (through :func:`add_gap`).
+
+    At φ > 0 the gap is 0.5·φ/180 plus a per-seed offset shared by every ε (so seeds
+    pair), and moves linearly in ε to that plus ``change[φ]`` (default 0) at the
+    largest ε; every (ε, φ) gets independent seed noise (:func:`centred`, sd ``noise``) on top.
+    """
+    gen = np.random.default_rng(rng)
+    e_lo, e_hi = min(eps), max(eps)
+    shared = gen.normal(0, 0.02, len(seeds))
+    noises = {(e, phi): centred(gen, noise, len(seeds)) for e in eps for phi in phis}
+    rows = []
+    for i, s in enumerate(seeds):
+        for e in eps:
+            clean = 0.97 - 0.1 * e
+            for phi in phis:
+                gap = 0.0 if phi == 0 else (0.5 * phi / 180 + shared[i] + change.get(phi, 0.0)
+                                            * (e - e_lo) / (e_hi - e_lo) + noises[e, phi][i])
+                rows.append({**tags(model, eps_train=e, seed=s), "phi": phi, "accuracy": clean - gap, "n": 1000})
+    return adversarial.add_gap(pd.DataFrame(rows))
+
+
+def robust_points(scales, noise=0.0, seeds=SEEDS, eps_grid=(0.0, 0.05, 0.1, 0.3), n_points=80,
+                  model="stdcnn", rng=0, attack="APGD-CE+APGD-T"):
+    """A per-point ``robust_points`` table from ``{θ: scale}``.
+
+    Point i of seed s at θ is robust at ε iff u_i · scale · (1 + z) > ε, u_i ~ U(0, 1)
+    shared by every θ and seed (the same test points: they pair), z the seed noise
+    (:func:`centred`, sd ``noise``) per θ; 5% of the points are misclassified (robust at no ε, not even 0).
+    With scale 0.17 the accuracy is ≈ 67% at ε = 0.05, 39% at 0.1 and 0 at 0.3.
+    """
+    gen = np.random.default_rng(rng)
+    u = gen.uniform(0, 1, n_points)
+    u[:: 20] = -1.0  # misclassified
+    rows = []
+    for theta, scale in scales.items():
+        for s, z in zip(seeds, centred(gen, noise, len(seeds))):
+            reach = u * scale * (1 + z)
+            for e in eps_grid:
+                robust = (reach > e) & (u >= 0)
+                rows.append(pd.DataFrame({**tags(model, theta=theta, seed=s), "eps": e,
+                                          "point": np.arange(n_points), "robust": robust.astype(int),
+                                          "attack": attack}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def distances(means, noise=0.0, seeds=SEEDS, n_points=40, model="stdcnn", rng=0, unbroken=0):
+    """A per-point ``distances`` table from ``{θ: mean ℓ∞ distance}`` (ℓ2 distances 15× larger).
+
+    Point i's distance is mean · 2u_i · (1 + z), u_i ~ U(0, 1), z the seed noise
+    (:func:`centred`, sd ``noise``) per θ and norm; ``unbroken`` extra points per model at infinite distance.
+    """
+    gen = np.random.default_rng(rng)
+    u = gen.uniform(0, 1, n_points)
+    rows = []
+    for theta, mean in means.items():
+        z = {norm: centred(gen, noise, len(seeds)) for norm in ("linf", "l2")}
+        for i, s in enumerate(seeds):
+            for norm, factor in (("linf", 1.0), ("l2", 15.0)):
+                d = mean * factor * 2 * u * (1 + z[norm][i])
+                d = np.concatenate([d, np.full(unbroken, np.inf)])
+                rows.append(pd.DataFrame({**tags(model, theta=theta, seed=s), "norm": norm,
+                                          "point": np.arange(len(d)), "distance": d}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def worst_table(at30, noise=0.0, seeds=SEEDS, phis=(0, 30, 90), k=13, model="lenet", rng=0):
+    """A ``worst_of_k`` table from ``{ε: accuracy at φ = 30}`` (+ seed noise, :func:`centred`, per ε).
+
+    At the other φ > 0 the trend in ε is the opposite one (the rule must read φ = 30,
+    or the smallest φ > 0 when 30 is absent: ``phis`` puts the given values there).
+    """
+    gen = np.random.default_rng(rng)
+    eps = list(at30)
+    reading = 30 if 30 in phis else min(p for p in phis if p > 0)
+    rows = []
+    for i, e in enumerate(eps):
+        for s, z in zip(seeds, centred(gen, noise, len(seeds))):
+            for phi in phis:
+                acc = 0.98 if phi == 0 else at30[e] + z if phi == reading else at30[eps[-1 - i]] - 0.3
+                rows.append({**tags(model, eps_train=e, seed=s), "phi": phi, "k": k, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def tangents(excess, seed_noise=0.0, point_noise=0.005, seeds=SEEDS, eps_train=(0.0, 0.1, 0.3), n_points=50,
+             model="lenet", rng=0):
+    """A ``tangent_cosines`` table: |cos(random corner, t)| ≈ 0.15 per point, |cos(δ_adv, t)| that plus
+    ``excess``, plus seed noise (:func:`centred`, sd ``seed_noise``) and N(0, ``point_noise``) per row."""
+    gen = np.random.default_rng(rng)
+    random_sign = np.abs(gen.normal(0.15, 0.02, n_points))
+    rows = []
+    for s, z in zip(seeds, centred(gen, seed_noise, len(seeds))):
+        for e in eps_train:
+            adv = random_sign + excess + z + gen.normal(0, point_noise, n_points)
+            rows.append(pd.DataFrame({**tags(model, eps_train=e, seed=s), "point": np.arange(n_points),
+                                      "adversarial": np.abs(adv), "random_sign": random_sign,
+                                      "gradient": np.abs(gen.normal(0.1, 0.02, n_points))}))
+    return pd.concat(rows, ignore_index=True)
+
+
+COMPARISONS = {"adversarial vs rotation": 0.30, "translation vs rotation": 0.45, "image PCA vs rotation": 0.50,
+               "adversarial vs rotation (data PCs removed)": 0.12,
+               "translation vs rotation (data PCs removed)": 0.20, "support-random vs rotation": 0.25,
+               "random vs random": 0.10, "adversarial vs adversarial": 0.85}
+
+
+def subspace_cosines(ks=(1, 5, 10), seeds=SEEDS, eps_train=(0.0, 0.1, 0.3), model="lenet"):
+    """A ``subspace_cosines`` table: each comparison's mean cosine as :data:`COMPARISONS` (every k, ε, seed)."""
+    return pd.DataFrame([{**tags(model, eps_train=e, seed=s), "comparison": c, "k": k, "mean_cosine": v,
+                          "max_cosine": min(1.0, 2 * v)}
+                         for e in eps_train for s in seeds for c, v in COMPARISONS.items() for k in ks])
+
+
+def directional(seeds=SEEDS, eps_train=(0.0, 0.1, 0.3), n_points=10, model="lenet", rng=0):
+    gen = np.random.default_rng(rng)
+    return pd.DataFrame([{**tags(model, eps_train=e, seed=s), "point": i,
+                          "along_tangent": abs(gen.normal(0.5 / (1 + 10 * e), 0.05)),
+                          "along_random": abs(gen.normal(0.5, 0.05)), "gradient_norm": 1.0}
+                         for e in eps_train for s in seeds for i in range(n_points)])
+
+
+def overstated(robustness, pgd, level):
+    """The closing cells' ``vs_pgd``: PGD's robust accuracy minus AutoAttack's (as notebooks 01 and 03)."""
+    keys = ["model", level, "seed", "eps"]
+    vs_pgd = robustness.merge(pgd, on=keys, suffixes=("", "_pgd"))
+    return vs_pgd[vs_pgd["eps"] > 0].assign(overstated=lambda t: t["accuracy_pgd"] - t["accuracy"])
 
 
 def synthetic():
-    """One consistent set of every table the chapters' closing cells and the verdict read."""
-    models, seeds = ["stdcnn", "gcnn_p4"], [0, 1]
-    inv = rotated({(m, t, s, phi): (0.98 if phi == 0 else (0.9 if t == 180 else 0.3) + 0.01 * s)
-                   for m, t, s, phi in itertools.product(models, [0, 180], seeds, [0, 90, 180])})
-    rob = robustness({(m, t, s, e): {0.0: 0.98, 0.05: 0.7, 0.1: 0.4, 0.3: 0.0}[e]
-                      - (0.01 * s if m == "stdcnn" else 0.0)
-                      - (0.25 if t == 180 and e > 0 and m == "stdcnn" else 0.0)  # StdCNN drops; GCNN flat
-                      for m, t, s, e in itertools.product(models, [0, 180], seeds, [0.0, 0.05, 0.1, 0.3])})
-    dist = distance_summary({("stdcnn", 0, "linf"): (0.10, 0.09, 0.11), ("stdcnn", 180, "linf"): (0.06, 0.05, 0.07),
-                             ("stdcnn", 0, "l2"): (1.5, 1.4, 1.6), ("stdcnn", 180, "l2"): (1.1, 1.0, 1.2),
-                             ("gcnn_p4", 0, "linf"): (0.10, 0.09, 0.11), ("gcnn_p4", 180, "linf"): (0.07, 0.06, 0.08),
-                             ("gcnn_p4", 0, "l2"): (1.5, 1.4, 1.6), ("gcnn_p4", 180, "l2"): (1.2, 1.1, 1.3)})
-    masking1 = pd.DataFrame([{**tags(m, theta=t), "eps": 0.1, "attack": a, "accuracy": 0.4 - 0.01 * i, "n": 32}
-                             for m in models for t in (0, 180) for i, a in enumerate(["PGD-5", "PGD-10x2", "APGD"])])
-    inv3 = gap_table({(e, s, phi): 0.02 * phi / 90 + (0.15 * phi / 180 if e == 0.3 else 0)
-                      for e in (0.0, 0.3) for s in seeds for phi in (90, 180)})
-    masking3 = pd.DataFrame([{**tags("lenet", eps_train=e), "eps": 0.3, "attack": a, "accuracy": 0.5, "n": 32}
-                             for e in (0.0, 0.3) for a in ["PGD-5", "PGD-10x2", "APGD"]])
-    geo = cosines({0: 0.01, 1: 0.02}, eps_train=(0.0, 0.3))
-    aa1 = pd.DataFrame([{**row, "attack": attack, "components": "apgd-ce+apgd-t" if attack == "AutoAttack" else "",
-                         "accuracy": row["accuracy"] - (0.05 if attack == "AutoAttack" else 0.0)}
-                        for m in models for row in rob[(rob["model"] == m)
-                                                       & rob["eps"].isin(INV.informative_eps(rob, m))]
-                        .to_dict("records") for attack in ("PGD-5", "AutoAttack")])
-    return dict(inv=inv, rob=rob, dist=dist, masking1=masking1, aa1=aa1, inv3=inv3, masking3=masking3, geo=geo)
+    """One consistent set of every table the chapters' closing cells and the verdict read.
+
+    Shaped like a run at the cpu profile (its models, per-model θ grids and ε budgets,
+    5 seeds, the whole φ grid). By construction: invariance improves for both models
+    (agree); StdCNN's robustness drops but GCNN's change is buried in seed noise
+    (inconclusive); the boundary distance shrinks for both models and norms (agree);
+    the invariance gap grows by 10 points at φ = 90° only (disagree); worst-of-k
+    accuracy drops (agree); adversarial cosines equal the random corner's (agree).
+    """
+    S1, S3 = INV.settings("cpu"), ADV.settings("cpu")
+    th = {m: invariance.per_model(S1.thetas, m) for m in S1.models}
+    eps_grid = {m: invariance.per_model(S1.eps_grid, m) for m in S1.models}
+    assert th == {"stdcnn": [0, 90, 180], "gcnn_p4": [0, 15, 30, 45]} and list(S1.seeds) == list(SEEDS)
+    inv = rotated({"stdcnn": dict(zip(th["stdcnn"], [0.30, 0.60, 0.90])),
+                   "gcnn_p4": dict(zip(th["gcnn_p4"], [0.50, 0.65, 0.80, 0.95]))}, noise=0.01, phis=S1.phis)
+    points = pd.concat([
+        robust_points(dict(zip(th["stdcnn"], [0.17, 0.145, 0.12])), noise=0.02, eps_grid=eps_grid["stdcnn"]),
+        robust_points(dict(zip(th["gcnn_p4"], [0.10, 0.0998, 0.0996, 0.0995])), noise=0.15,
+                      eps_grid=eps_grid["gcnn_p4"], model="gcnn_p4", rng=1)], ignore_index=True)
+    rob = summarize_points(points)
+    pgd = summarize_points(points.assign(robust=np.maximum(points["robust"], points["point"] % 7 == 0),
+                                         attack="PGD-20"))
+    dist = pd.concat([distances(dict(zip(th["stdcnn"], [0.12, 0.10, 0.08])), noise=0.02, unbroken=2),
+                      distances(dict(zip(th["gcnn_p4"], [0.12, 0.11, 0.10, 0.09])), noise=0.02, model="gcnn_p4",
+                                rng=1)], ignore_index=True)
+
+    e3 = list(S3.eps_train)
+    inv3 = gap_table({90: 0.10}, noise=0.003, phis=S3.phis, eps=e3)
+    worst = worst_table(dict(zip(e3, [0.80, 0.70, 0.60, 0.50])), noise=0.01, k=S3.worst_k)
+    points3 = robust_points(dict(zip(e3, [0.12, 0.2, 0.3, 0.4])), eps_grid=sorted(set(e3)), model="lenet")
+    points3 = points3.drop(columns="eps_train").rename(columns={"theta": "eps_train"}).assign(theta=0)
+    rob3 = summarize_points(points3)
+    pgd3 = summarize_points(points3.assign(robust=np.maximum(points3["robust"], points3["point"] % 5 == 0),
+                                           attack="PGD-20"))
+    return dict(S1=S1, S3=S3, inv=inv, points=points, rob=rob, vs_pgd1=overstated(rob, pgd, "theta"), dist=dist,
+                inv3=inv3, worst=worst, vs_pgd3=overstated(rob3, pgd3, "eps_train"),
+                tangents=tangents(0.0, seed_noise=0.003, eps_train=e3),
+                geo=subspace_cosines(S3.pca_k, eps_train=e3), directional=directional(eps_train=e3))
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return synthetic()
 
 
 # ---------------------------------------------------------------------- chapters vs verdict page
+def notebook_cells(notebook: str, tag: str = "hide-input") -> list[str]:
+    cells = json.loads((REPO / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if tag in c.get("metadata", {}).get("tags", [])]
+
+
 def closing_cell(notebook: str) -> str:
     cells = json.loads((REPO / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
-    return "".join([c for c in cells if "hide-input" in c.get("metadata", {}).get("tags", [])][-1]["source"])
+    last = [c for c in cells if c["cell_type"] == "code"][-1]
+    assert "study.claims(" in "".join(last["source"]), f"{notebook}'s last code cell judges no claim"
+    return "".join(last["source"])
 
 
 def run_cell(source: str, namespace: dict) -> str:
@@ -123,63 +279,96 @@ def verdict_page_verdicts(text: str) -> dict[str, str]:
     """``{claim: verdict}`` from the verdict page's Markdown tables (claim first, verdict last)."""
     found = {}
     for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]  # unescaped pipes only
         if len(cells) == 5 and cells[0] != "claim" and cells[4].startswith("**"):
             found[cells[0]] = cells[4].strip("*")
     return found
 
 
-def test_chapters_and_verdict_page_give_the_same_verdicts(tmp_path):
-    from types import SimpleNamespace
-
+def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
     from invrob import plots
 
-    t = synthetic()
-    common = dict(plots=plots, studies=studies, profile="smoke")
-    s1 = SimpleNamespace(thetas=[0, 180], models=["stdcnn", "gcnn_p4"], seeds=[0, 1], phis=[0, 90, 180],
-                         pgd_steps=5)
-    s3 = SimpleNamespace(eps_train=[0.0, 0.3], models=["lenet"], seeds=[0, 1], phis=[0, 90, 180], pca_k=[1, 5, 10])
+    t = tables
+    common = dict(plots=plots, studies=studies, profile="cpu")
     chapters = {}
     chapters.update(chapter_verdicts(run_cell(closing_cell("01_invariance_vs_robustness"), dict(
-        common, study=INV, S=s1, invariance=t["inv"], robustness=t["rob"], autoattack=t["aa1"],
-        budgets={m: INV.informative_eps(t["rob"], m) for m in s1.models}))))
+        common, study=INV, S=t["S1"], invariance=t["inv"], robustness=t["rob"], robust_points=t["points"],
+        vs_pgd=t["vs_pgd1"]))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("02_decision_boundary_distance"),
-                                              dict(common, study=INV, summary=t["dist"]))))
-    chapters.update(chapter_verdicts(run_cell(closing_cell("03_robustness_vs_invariance"), dict(
-        common, study=ADV, S=s3, invariance=t["inv3"], masking=t["masking3"], eps_check=0.3))))
-    chapters.update(chapter_verdicts(run_cell(closing_cell("04_perturbation_geometry"),
-                                              dict(common, study=ADV, S=s3, geometry=t["geo"]))))
+                                              dict(common, study=INV, distances=t["dist"]))))
+    text3 = run_cell(closing_cell("03_robustness_vs_invariance"), dict(
+        common, study=ADV, S=t["S3"], invariance=t["inv3"], worst=t["worst"], vs_pgd=t["vs_pgd3"]))
+    chapters.update(chapter_verdicts(text3))
+    chapters.update(chapter_verdicts(run_cell(closing_cell("04_perturbation_geometry"), dict(
+        common, study=ADV, S=t["S3"], geometry=t["geo"], tangents=t["tangents"], directional=t["directional"]))))
 
     # the tables as the notebooks write them, read back by the verdict page's own cells
-    for study, name, frame in [(INV, "invariance", t["inv"]), (INV, "robustness", t["rob"]), (INV, "autoattack", t["aa1"]),
-                               (INV, "distance_summary", t["dist"]), (ADV, "invariance", t["inv3"]),
-                               (ADV, "subspace_cosines", t["geo"])]:
+    for study, name, frame in [(INV, "invariance", t["inv"]), (INV, "robust_points", t["points"]),
+                               (INV, "robustness", t["rob"]), (INV, "distances", t["dist"]),
+                               (ADV, "invariance", t["inv3"]), (ADV, "worst_of_k", t["worst"]),
+                               (ADV, "subspace_cosines", t["geo"]), (ADV, "tangent_cosines", t["tangents"])]:
         (tmp_path / study.table(name).notebook).mkdir(exist_ok=True)
         study.save(name, frame, tmp_path / study.table(name).notebook)
-    cells = json.loads((REPO / "notebooks" / "05_verdict.ipynb").read_text())["cells"]
-    page = [c for c in cells if "hide-input" in c.get("metadata", {}).get("tags", [])]
-    namespace = dict(profile="smoke", results_root=str(tmp_path))
-    text = "\n".join(run_cell("".join(c["source"]), namespace) for c in page)
+    page = notebook_cells("05_verdict")
+    assert len(page) == 2 and "read_tables" in page[0] and "bottom_line" in page[1]
+    namespace = dict(profile="cpu", results_root=str(tmp_path))
+    text = "\n".join(run_cell(cell, namespace) for cell in page)
 
-    expected = {"Rotation augmentation improves invariance": "agree",
-                "… but not ℓ∞ robustness: it drops on MNIST": "inconclusive",  # GCNN flat → inconclusive
-                "Boundary distance shrinks as θ grows": "agree",
-                "Adversarial training leaves rotation invariance unchanged": "disagree",
-                "Adversarial and small-rotation perturbations are nearly orthogonal": "agree"}
+    expected = {IMPROVES: "agree",
+                DROPS: "inconclusive",  # StdCNN drops, GCNN's change is buried in seed noise
+                SHRINKS: "agree",
+                UNCHANGED: "disagree",  # +10 points at φ = 90°
+                SPATIAL: "agree",
+                ORTHOGONAL: "agree"}
     assert chapters == expected
     assert verdict_page_verdicts(text) == expected
-    assert "1 disagrees, 1 is inconclusive at the smoke profile" in text
-    assert (tmp_path / "verdict.csv").exists() and "rule" in pd.read_csv(tmp_path / "verdict.csv")
+    assert "4 of 6 claims agree, 1 disagrees, 1 is inconclusive at the cpu profile" in text
+    assert studies.STATS_RULE in text and studies.COMBINE_RULE in text
+    assert "beyond the margin at φ = 90°" in text3
+    written = pd.read_csv(tmp_path / "verdict.csv")
+    assert list(written.columns) == list(studies.CLAIM_COLUMNS)
+    assert dict(zip(written["claim"], written["verdict"])) == expected
+    assert set(written["rule"]) == {c.rule for s in studies.all_studies() for c in s.paper_claims}
 
 
-def test_verdict_page_names_the_missing_table_and_its_notebook(tmp_path):
-    with pytest.raises(InvrobError, match=r"distance_summary\.csv is missing: run "
+def test_verdict_page_names_the_missing_table_and_its_notebook(tables, tmp_path):
+    nb1, nb3 = tmp_path / "01_invariance_vs_robustness", tmp_path / "03_robustness_vs_invariance"
+    nb1.mkdir(), nb3.mkdir()
+    for name, frame in [("invariance", tables["inv"]), ("robust_points", tables["points"]),
+                        ("robustness", tables["rob"])]:
+        INV.save(name, frame, nb1)
+    with pytest.raises(InvrobError, match=r"distances\.csv is missing: run "
                                           r"notebooks/02_decision_boundary_distance\.ipynb") as error:
-        (tmp_path / "01_invariance_vs_robustness").mkdir()
-        INV.save("invariance", synthetic()["inv"], tmp_path / "01_invariance_vs_robustness")
-        INV.save("robustness", synthetic()["rob"], tmp_path / "01_invariance_vs_robustness")
         INV.read_tables(tmp_path)
     assert "\n" not in str(error.value)
+
+    ADV.save("invariance", tables["inv3"], nb3)
+    (tmp_path / "04_perturbation_geometry").mkdir()
+    ADV.save("tangent_cosines", tables["tangents"], tmp_path / "04_perturbation_geometry")
+    with pytest.raises(InvrobError, match=r"worst_of_k\.csv is missing: run notebooks/03_robustness_vs_invariance"):
+        ADV.read_tables(tmp_path)
+    # subspace_cosines only strengthens a claim (Claim.uses): its absence is no error …
+    ADV.save("worst_of_k", tables["worst"], nb3)
+    read = ADV.read_tables(tmp_path)
+    assert set(read) == {"invariance", "worst_of_k", "tangent_cosines"}
+    assert len(ADV.claims(read)) == 3
+    # … unless it is asked for by name
+    with pytest.raises(InvrobError, match=r"subspace_cosines\.csv is missing: run notebooks/04_perturbation"):
+        ADV.read_tables(tmp_path, ["subspace_cosines"])
+
+
+def test_verdict_page_states_the_statistics_and_the_bottom_line():
+    """The real last cell of 05 renders STATS_RULE, COMBINE_RULE and the bottom line under the tables."""
+    rows = pd.DataFrame([dict(study=s.name, claim=c.claim, paper=c.paper, measured="m", rule=c.rule,
+                              verdict=v) for s in studies.all_studies()
+                         for c, v in zip(s.paper_claims, ["agree", "disagree", "inconclusive"])])
+    text = run_cell(notebook_cells("05_verdict")[-1], dict(verdict=rows, profile="paper", studies=studies))
+    assert f"{studies.STATS_RULE} {studies.COMBINE_RULE}" in text
+    assert "**Bottom line.** 2 of 6 claims agree, 2 disagree, 2 are inconclusive at the paper profile." in text
+    assert verdict_page_verdicts(text) == dict(zip(rows["claim"], rows["verdict"]))
+    assert "### Invariance → robustness (notebooks 01, 02)" in text
 
 
 # ---------------------------------------------------------------------- each rule, known answers
@@ -189,85 +378,265 @@ def one(study, **tables):
     return rows.iloc[0]
 
 
-@pytest.mark.parametrize("at_lo, at_hi, verdict", [
-    ({0: 0.30}, {0: 0.90}, "agree"),
-    ({0: 0.90}, {0: 0.30}, "disagree"),
-    ({0: 0.50}, {0: 0.51}, "inconclusive"),                 # inside the 0.02 tolerance
-    ({0: 0.30, 1: 0.30}, {0: 0.70, 1: 0.20}, "inconclusive"),  # +0.15 mean, seeds +0.4 / −0.1: spread 0.5
-    ({0: 0.30, 1: 0.32}, {0: 0.70, 1: 0.71}, "agree"),          # +0.395 mean, spread 0.01
+CURVES = {"clear": {0: 0.30, 90: 0.60, 180: 0.90}, "opposite": {0: 0.90, 90: 0.60, 180: 0.30},
+          "tiny": {0: 0.500, 90: 0.501, 180: 0.502}}
+
+
+@pytest.mark.parametrize("curve, noise, seeds, verdict", [
+    ("clear", 0.01, SEEDS, "agree"),
+    ("opposite", 0.01, SEEDS, "disagree"),
+    ("tiny", 0.05, SEEDS, "inconclusive"),   # +0.2 points under seed noise of 5 points
+    ("clear", 0.01, ONE_SEED, "inconclusive"),
 ])
-def test_invariance_rule(at_lo, at_hi, verdict):
-    values = {("stdcnn", 0, s, 180): a for s, a in at_lo.items()}
-    values |= {("stdcnn", 180, s, 180): a for s, a in at_hi.items()}
-    values |= {("stdcnn", t, s, 0): 0.99 for t in (0, 180) for s in at_lo}
-    row = one(INV, invariance=rotated(values))
+def test_invariance_rule(curve, noise, seeds, verdict):
+    row = one(INV, invariance=rotated({"stdcnn": CURVES[curve]}, noise=noise, seeds=seeds))
     assert row["verdict"] == verdict
-    assert ("1 seed: no spread" in row["measured"]) == (len(at_lo) == 1) and "StdCNN" in row["measured"]
+    m = row["measured"]
+    assert "StdCNN θ = 0° → 180°" in m and "φ = 180°" in m
+    if len(seeds) > 1:
+        assert "[90% CI" in m and "slope" in m and "5 seeds" in m
+        if curve == "tiny":
+            assert "50.0% → 50.2% (Δ +0.2% [90% CI" in m   # the effect is tiny in the sample too
+    else:
+        assert "1 seed: no interval" in m and "1 seed: no interval for the slope" in m
 
 
-@pytest.mark.parametrize("lo, hi, verdict", [
-    ({0.05: 0.8, 0.1: 0.4, 0.3: 0.0}, {0.05: 0.6, 0.1: 0.2, 0.3: 0.0}, "agree"),
-    ({0.05: 0.8, 0.1: 0.4, 0.3: 0.0}, {0.05: 0.9, 0.1: 0.6, 0.3: 0.0}, "disagree"),
-    ({0.05: 0.8, 0.1: 0.4, 0.3: 0.0}, {0.05: 0.81, 0.1: 0.4, 0.3: 0.0}, "inconclusive"),
-    # ε = 0.3 is broken at θ = 0 (accuracy 0): its rise is no evidence; ε = 0.1 decides
-    ({0.05: 0.95, 0.1: 0.5, 0.3: 0.0}, {0.05: 0.95, 0.1: 0.3, 0.3: 0.6}, "agree"),
-    ({0.05: 0.95, 0.1: 0.05, 0.3: 0.0}, {0.05: 0.95, 0.1: 0.5, 0.3: 0.5}, "inconclusive"),  # none informative
+def test_invariance_rule_needs_both_tests():
+    """The ends rise (+2 points) but the curve between them falls: the slope disagrees, so the claim does."""
+    rising_ends = {0: 0.60, 30: 0.95, 60: 0.90, 90: 0.80, 120: 0.70, 150: 0.60, 180: 0.62}
+    row = one(INV, invariance=rotated({"stdcnn": rising_ends}, noise=0.005))
+    assert row["verdict"] == "disagree"
+    assert re.search(r"60\.0% → 62\.0% \(Δ \+2\.0% \[90% CI \+\d\.\d%, \+\d\.\d%\], 5 seeds\); slope -", row["measured"])
+
+
+SCALES = {"clear": {0: 0.17, 90: 0.145, 180: 0.12},     # robust accuracy drops as θ grows
+          "opposite": {0: 0.12, 90: 0.145, 180: 0.17},
+          "tiny": {0: 0.17, 90: 0.1695, 180: 0.169}}
+
+
+def robustness_tables(points):
+    return dict(robust_points=points, robustness=summarize_points(points))
+
+
+@pytest.mark.parametrize("scales, noise, seeds, verdict", [
+    ("clear", 0.02, SEEDS, "agree"),
+    ("opposite", 0.02, SEEDS, "disagree"),
+    ("tiny", 0.15, SEEDS, "inconclusive"),
+    ("clear", 0.02, ONE_SEED, "inconclusive"),  # the paired test resamples points only; the slope has no interval
 ])
-def test_robustness_rule_uses_only_informative_budgets(lo, hi, verdict):
-    table = robustness({("gcnn_p4", t, 0, e): a for t, acc in [(0, lo), (180, hi)] for e, a in acc.items()})
-    row = one(INV, robustness=table)
-    assert row["verdict"] == verdict and "GCNN (p4)" in row["measured"]
-    if verdict != "inconclusive" or lo[0.1] > 0.1:
-        assert "0.3" not in row["measured"].split("ε ∈")[1].split("}")[0]
+def test_robustness_rule(scales, noise, seeds, verdict):
+    row = one(INV, **robustness_tables(robust_points(SCALES[scales], noise=noise, seeds=seeds)))
+    assert row["verdict"] == verdict
+    m = row["measured"]
+    assert "StdCNN, APGD-CE+APGD-T at ε ∈ {0.05, 0.1}, θ = 0° → 180°" in m
+    if len(seeds) > 1:
+        assert "5 seeds × 80 points" in m
+    else:
+        assert "(points only: 1 seed)" in m and "1 seed: no interval for the slope" in m
 
 
-def test_robustness_rule_counts_the_seed_spread():
-    # mean change −0.05 (beyond 0.02) but seeds −0.2 / +0.1: spread 0.3 → inconclusive
-    table = robustness({("stdcnn", 0, 0, 0.1): 0.5, ("stdcnn", 0, 1, 0.1): 0.5,
-                        ("stdcnn", 180, 0, 0.1): 0.3, ("stdcnn", 180, 1, 0.1): 0.6})
-    row = one(INV, robustness=table)
-    assert row["verdict"] == "inconclusive" and "seed spread 30.0%, 2 seeds" in row["measured"]
-
-
-@pytest.mark.parametrize("lo, hi, verdict", [
-    ((0.10, 0.09, 0.11), (0.06, 0.05, 0.07), "agree"),
-    ((0.10, 0.09, 0.11), (0.14, 0.12, 0.16), "disagree"),
-    ((0.10, 0.08, 0.12), (0.09, 0.07, 0.11), "inconclusive"),  # CIs overlap
+@pytest.mark.parametrize("scales, extra, at_lo, at_hi, verdict", [
+    # ε = 0.3 broken at θ = 0 (accuracy 0) but fully robust at θ = 180: read, it would turn the drop into a rise
+    ("clear", 0.3, 0, 1, "agree"),
+    # ε = 0.01 untouched at θ = 0 (accuracy 1) but broken at θ = 180: read, it would turn the rise into a drop
+    ("opposite", 0.01, 1, 0, "disagree"),
 ])
-def test_distance_rule_compares_bootstrap_intervals(lo, hi, verdict):
-    row = one(INV, distance_summary=distance_summary({("stdcnn", 0, "linf"): lo, ("stdcnn", 180, "linf"): hi}))
-    assert row["verdict"] == verdict and f"[{lo[1]:.3f}, {lo[2]:.3f}]" in row["measured"]
+def test_robustness_rule_reads_only_informative_budgets(scales, extra, at_lo, at_hi, verdict):
+    base = robust_points(SCALES[scales], noise=0.02, eps_grid=(0.0, 0.05, 0.1))
+    add = base[base["eps"] == 0.05].assign(eps=extra)
+    add["robust"] = np.where(add["theta"] == 0, at_lo, np.where(add["theta"] == 180, at_hi, add["robust"]))
+    points = pd.concat([base, add], ignore_index=True)
+    assert invariance.informative_eps(summarize_points(points), "stdcnn") == [0.05, 0.1]
+
+    without, with_extra = one(INV, **robustness_tables(base)), one(INV, **robustness_tables(points))
+    assert without["verdict"] == with_extra["verdict"] == verdict
+    assert "ε ∈ {0.05, 0.1}," in with_extra["measured"]
+    # the extra budget is strong enough to flip the paired test were it read with the others
+    flipped = {"agree": "disagree", "disagree": "agree"}[verdict]
+    assert change_test(*paired_points(points[points["eps"] > 0], "theta", 0, 180), "decrease")[1] == flipped
 
 
-@pytest.mark.parametrize("gaps, verdict, says", [
-    ({(0.0, 0, 180): 0.30, (0.3, 0, 180): 0.31}, "agree", "ICLR 2020"),
-    ({(0.0, 0, 180): 0.30, (0.3, 0, 180): 0.50}, "disagree", "arXiv v1"),
-    ({(0.0, 0, 180): 0.30, (0.3, 0, 180): 0.10}, "disagree", "neither"),
-    # Δ = +0.03 ≤ 0.05, but the seeds' changes (+0.01, +0.05) spread 0.04: 2 × 0.04 > 0.05
-    ({(0.0, 0, 180): 0.30, (0.3, 0, 180): 0.31, (0.0, 1, 180): 0.30, (0.3, 1, 180): 0.35},
-     "inconclusive", "too wide"),
-    # Δ = +0.08 > 0.05, but within 2 × spread (seeds +0.0, +0.16): not a clear change either way
-    ({(0.0, 0, 180): 0.30, (0.3, 0, 180): 0.30, (0.0, 1, 180): 0.30, (0.3, 1, 180): 0.46},
-     "inconclusive", "margin 32.0%"),
+def test_robustness_rule_without_an_informative_budget_is_inconclusive():
+    # θ = 0 accuracy ≈ 0.95 at ε = 0.001 (untouched) and 0 at ε = 0.3 (broken): nothing to read
+    points = robust_points(SCALES["clear"], noise=0.02, eps_grid=(0.0, 0.001, 0.3))
+    row = one(INV, **robustness_tables(points))
+    assert row["verdict"] == "inconclusive" and "StdCNN: no informative ε" in row["measured"]
+
+
+CHANGE = re.compile(r"\(Δ ([+-]\d+\.\d)% \[90% CI ([+-]\d+\.\d)%, ([+-]\d+\.\d)%\], 5 seeds × 80 points\)")
+
+
+def test_robustness_rule_pairs_points():
+    """The paired test reads robust_points point by point: relabelling the points of the θ = 180° models
+    (the same permutation at every ε and seed) leaves every accuracy — the robustness table — as it
+    was, and the estimate too, but breaks the pairing, and the interval widens."""
+    points = robust_points(SCALES["clear"], noise=0.02)
+    relabelled = points.copy()
+    at_hi = relabelled["theta"] == 180
+    relabelled.loc[at_hi, "point"] = np.random.default_rng(7).permutation(80)[relabelled.loc[at_hi, "point"]]
+    summary = robustness_tables(points)["robustness"]
+    pd.testing.assert_frame_equal(summary, robustness_tables(relabelled)["robustness"])
+
+    paired, unpaired = (CHANGE.search(one(INV, **robustness_tables(p))["measured"]).groups()
+                        for p in (points, relabelled))
+    assert paired[0] == unpaired[0]   # the same Δ
+    width = [float(hi) - float(lo) for _, lo, hi in (paired, unpaired)]
+    assert width[1] > 1.5 * width[0]
+    mean = summary[summary["eps"].isin([0.05, 0.1])].groupby("theta")["accuracy"].mean()
+    assert f"{mean[0]:.1%} → {mean[180]:.1%}" in one(INV, **robustness_tables(points))["measured"]
+
+
+DISTANCES = {"clear": {0: 0.12, 90: 0.10, 180: 0.08}, "opposite": {0: 0.08, 90: 0.10, 180: 0.12},
+             "tiny": {0: 0.1000, 90: 0.0999, 180: 0.0998}}
+
+
+@pytest.mark.parametrize("means, noise, seeds, verdict", [
+    ("clear", 0.02, SEEDS, "agree"),
+    ("opposite", 0.02, SEEDS, "disagree"),
+    ("tiny", 0.15, SEEDS, "inconclusive"),
+    ("clear", 0.02, ONE_SEED, "inconclusive"),
 ])
-def test_gap_rule_states_which_version_the_data_supports(gaps, verdict, says):
-    row = one(ADV, invariance=gap_table(gaps))
-    assert row["verdict"] == verdict and says in row["measured"]
+def test_distance_rule(means, noise, seeds, verdict):
+    table = distances(DISTANCES[means], noise=noise, seeds=seeds)
+    row = one(INV, distances=table)
+    assert row["verdict"] == verdict
+    m = row["measured"]
+    for norm, name in (("linf", "ℓ∞"), ("l2", "ℓ2")):   # each seed's mean, then the mean over seeds
+        at = table[table["norm"] == norm].groupby(["theta", "seed"])["distance"].mean().groupby("theta").mean()
+        assert f"StdCNN {name}, θ = 0° → 180°: {at[0]:.3f} → {at[180]:.3f}" in m
 
 
-@pytest.mark.parametrize("excess, verdict", [
-    ({0: 0.01}, "agree"), ({0: 0.2}, "disagree"),
-    ({0: 0.0, 1: 0.1}, "inconclusive"),  # mean excess 0.05, seeds 0.0 and 0.1
-    ({0: 0.0, 1: 0.02}, "agree"),
+def test_distance_rule_ignores_unbroken_points():
+    finite = distances(DISTANCES["clear"], noise=0.02)
+    row = one(INV, distances=finite)
+    with_inf = one(INV, distances=distances(DISTANCES["clear"], noise=0.02, unbroken=5))
+    assert with_inf["verdict"] == row["verdict"] == "agree"
+    assert with_inf["measured"] == row["measured"]
+    assert "inf" not in with_inf["measured"] and "nan" not in with_inf["measured"]
+
+
+def test_distance_rule_judges_each_norm():
+    """ℓ∞ shrinks, ℓ2 grows: one norm disagreeing makes the claim disagree."""
+    linf = distances(DISTANCES["clear"], noise=0.02)
+    l2 = distances(DISTANCES["opposite"], noise=0.02)
+    table = pd.concat([linf[linf["norm"] == "linf"], l2[l2["norm"] == "l2"]], ignore_index=True)
+    assert one(INV, distances=table)["verdict"] == "disagree"
+    assert one(INV, distances=linf[linf["norm"] == "linf"])["verdict"] == "agree"
+
+
+@pytest.mark.parametrize("change, noise, seeds, verdict", [
+    ({30: 0.005, 90: -0.01, 180: 0.01}, 0.003, SEEDS, "agree"),   # well inside ±GAP_MARGIN
+    ({90: 0.10}, 0.003, SEEDS, "disagree"),                         # 10 points more gap at φ = 90° only
+    ({90: -0.10}, 0.003, SEEDS, "disagree"),                        # 10 points less: a change too
+    ({}, 0.04, SEEDS, "inconclusive"),                              # no change, but seed noise of 4 points
+    ({}, 0.003, ONE_SEED, "inconclusive"),
 ])
-def test_orthogonality_rule_uses_the_support_random_baseline(excess, verdict):
-    row = one(ADV, subspace_cosines=cosines(excess))
-    assert row["verdict"] == verdict and "k = 10" in row["measured"]
+def test_gap_rule(change, noise, seeds, verdict):
+    row = one(ADV, invariance=gap_table(change, noise=noise, seeds=seeds))
+    assert row["verdict"] == verdict
+    m = row["measured"]
+    assert "LeNet" in m
+    if len(seeds) == 1:
+        assert "fewer than 2 seeds" in m
+        return
+    assert "ε = 0 → 0.3" in m and "of 3 φ" in m
+    if verdict == "agree":
+        assert "equivalence shown at 3 of 3 φ" in m and "beyond the margin" not in m
+    if verdict == "disagree":
+        assert "largest change at φ = 90°" in m and "equivalence shown at 2 of 3 φ" in m
+        assert "beyond the margin at φ = 90° (" in m   # that φ, and only it
+        shown = float(re.search(r"gap Δ ([+-]\d+\.\d)%", m).group(1)) / 100
+        assert abs(shown - change[90]) < 0.005
+    if verdict == "inconclusive":
+        assert "beyond the margin" not in m
 
 
-def test_orthogonality_rule_falls_back_to_the_largest_k():
-    row = one(ADV, subspace_cosines=cosines({0: 0.2}, k=5))
-    assert "k = 5" in row["measured"] and row["verdict"] == "disagree"
+def test_gap_rule_reads_every_phi():
+    """Equivalence at every φ but one, where the interval straddles the margin: not agree."""
+    straddle = gap_table({90: GAP_MARGIN}, noise=0.003)
+    row = one(ADV, invariance=straddle)
+    assert row["verdict"] == "inconclusive" and "equivalence shown at 2 of 3 φ" in row["measured"]
+
+
+def test_gap_rule_names_the_direction_of_a_change():
+    row = one(ADV, invariance=gap_table({90: -0.10}, noise=0.003))
+    assert row["verdict"] == "disagree"
+    assert "the gap grows" not in row["measured"] and "the gap shrinks beyond the margin at φ = 90°" in row["measured"]
+    grows = one(ADV, invariance=gap_table({90: 0.10}, noise=0.003))
+    assert "the gap grows beyond the margin at φ = 90° (arXiv v1" in grows["measured"]
+
+
+AT30 = {"clear": {0.0: 0.80, 0.1: 0.70, 0.3: 0.50}, "opposite": {0.0: 0.50, 0.1: 0.70, 0.3: 0.80},
+        "tiny": {0.0: 0.700, 0.1: 0.699, 0.3: 0.698}}
+
+
+@pytest.mark.parametrize("values, noise, seeds, verdict", [
+    ("clear", 0.01, SEEDS, "agree"),
+    ("opposite", 0.01, SEEDS, "disagree"),
+    ("tiny", 0.05, SEEDS, "inconclusive"),
+    ("clear", 0.01, ONE_SEED, "inconclusive"),
+])
+def test_spatial_rule(values, noise, seeds, verdict):
+    row = one(ADV, worst_of_k=worst_table(AT30[values], noise=noise, seeds=seeds))
+    assert row["verdict"] == verdict      # φ = 90° has the opposite trend: only φ = 30° is read
+    m = row["measured"]
+    assert m.startswith("worst-of-13 rotation accuracy over [−30°, 30°]") and "LeNet, ε = 0 → 0.3" in m
+    if values == "clear":
+        assert "80.0% → 50.0% " + ("(Δ -30.0% [90% CI" if len(seeds) > 1 else "(1 seed: no interval)") in m
+
+
+def test_spatial_rule_falls_back_to_the_smallest_phi():
+    row = one(ADV, worst_of_k=worst_table(AT30["clear"], noise=0.01, phis=(0, 15, 90)))
+    assert row["verdict"] == "agree" and "[−15°, 15°]" in row["measured"]
+
+
+@pytest.mark.parametrize("excess, seed_noise, seeds, verdict", [
+    (0.0, 0.005, SEEDS, "agree"),        # as orthogonal to the tangent as a random corner
+    (0.2, 0.005, SEEDS, "disagree"),     # far more aligned with the tangent
+    (0.0, 0.1, SEEDS, "inconclusive"),   # no excess, but seed noise (sd 0.1) wider than ±COSINE_MARGIN
+    (0.0, 0.005, ONE_SEED, "inconclusive"),
+])
+def test_orthogonality_rule(excess, seed_noise, seeds, verdict):
+    row = one(ADV, tangent_cosines=tangents(excess, seed_noise=seed_noise, seeds=seeds))
+    assert row["verdict"] == verdict
+    m = row["measured"]
+    if len(seeds) == 1:
+        assert "LeNet: 1 seed, no interval" in m
+        return
+    assert "|cos(δ_adv, t)|" in m and "(5 seeds × 50 points)" in m
+    estimate = float(re.search(r"excess ([+-]\d\.\d+)", m).group(1))
+    assert abs(estimate - excess) < 0.04
+
+
+def test_orthogonality_rule_pairs_points_and_drops_missing_ones():
+    table = tangents(0.2, seed_noise=0.005)
+    table.loc[table["point"] == 3, "adversarial"] = np.nan   # PGD failed on point 3
+    row = one(ADV, tangent_cosines=table)
+    assert row["verdict"] == "disagree" and "(5 seeds × 49 points)" in row["measured"]
+
+
+@pytest.mark.parametrize("ks, shown", [((1, 5, 10, 20), 10), ((1, 5), 5)])
+def test_orthogonality_rule_shows_the_subspaces_without_changing_the_verdict(ks, shown):
+    cos = tangents(0.2, seed_noise=0.005)
+    alone = one(ADV, tangent_cosines=cos)
+    both = one(ADV, tangent_cosines=cos, subspace_cosines=subspace_cosines(ks))
+    assert alone["verdict"] == both["verdict"] == "disagree"
+    assert both["measured"].startswith(alone["measured"])
+    assert f"PCA subspaces at k = {shown}: adversarial vs rotation 0.300" in both["measured"]
+    assert "support-random vs rotation 0.250" in both["measured"]
+
+
+def test_rules_state_their_margins_and_tests():
+    rules = {c.claim: c.rule for s in studies.all_studies() for c in s.paper_claims}
+    assert f"±{GAP_MARGIN:g}" in rules[UNCHANGED] and str(GAP_MARGIN) in rules[UNCHANGED]
+    assert f"below +{COSINE_MARGIN:g}" in rules[ORTHOGONAL] and f"above +{COSINE_MARGIN:g}" in rules[ORTHOGONAL]
+    low, high = invariance.INFORMATIVE
+    assert f"[{low:g}, {high:g}]" in rules[DROPS]
+    for rule in rules.values():
+        assert "level 0.05" in rule
+    for claim in (IMPROVES, DROPS, SHRINKS, SPATIAL):
+        assert "slope" in rules[claim] and "paired change" in rules[claim]
+    assert studies.base.ALPHA == 0.05 and "90%" in studies.STATS_RULE
 
 
 def test_several_models_combine_one_way():
@@ -275,37 +644,55 @@ def test_several_models_combine_one_way():
     assert combine(["agree", "inconclusive"]) == "inconclusive"
     assert combine(["agree", "disagree", "inconclusive"]) == "disagree"
     assert combine([]) == "inconclusive"
+    clear = rotated({"stdcnn": CURVES["clear"]}, noise=0.01)
+    for other, verdict in [("clear", "agree"), ("tiny", "inconclusive"), ("opposite", "disagree")]:
+        second = rotated({"gcnn_p4": CURVES[other]}, noise=0.05 if other == "tiny" else 0.01, rng=1)
+        row = one(INV, invariance=pd.concat([clear, second], ignore_index=True))
+        assert row["verdict"] == verdict
+        assert row["measured"].index("StdCNN") < row["measured"].index("GCNN (p4)")
 
 
 # ---------------------------------------------------------------------- tables and schemas
 def test_add_gap_on_a_hand_made_table():
-    table = rotated({("lenet", 0.0, 0, 0): 0.9, ("lenet", 0.0, 0, 90): 0.6, ("lenet", 0.0, 0, 180): 0.5,
-                     ("lenet", 0.1, 0, 0): 0.8, ("lenet", 0.1, 0, 90): 0.7, ("lenet", 0.1, 1, 0): 0.7,
-                     ("lenet", 0.1, 1, 90): 0.2}, level="eps_train")
+    values = {("lenet", 0.0, 0, 0): 0.9, ("lenet", 0.0, 0, 90): 0.6, ("lenet", 0.0, 0, 180): 0.5,
+              ("lenet", 0.1, 0, 0): 0.8, ("lenet", 0.1, 0, 90): 0.7, ("lenet", 0.1, 1, 0): 0.7,
+              ("lenet", 0.1, 1, 90): 0.2}
+    table = pd.DataFrame([{**tags(m, eps_train=e, seed=s), "phi": phi, "accuracy": a, "n": 100}
+                          for (m, e, s, phi), a in values.items()])
     out = adversarial.add_gap(table)
     assert "gap" not in table and list(out.columns) == [*table.columns, "gap"]
     assert out["gap"].round(9).tolist() == [0.0, 0.3, 0.4, 0.0, 0.1, 0.0, 0.5]
 
 
 def test_add_gap_needs_the_unrotated_reference():
-    table = rotated({("lenet", 0.0, 0, 90): 0.6}, level="eps_train")
+    table = pd.DataFrame([{**tags("lenet"), "phi": 90, "accuracy": 0.6, "n": 100}])
     with pytest.raises(InvrobError, match="φ = 0"):
         adversarial.add_gap(table)
+    with pytest.raises(InvrobError, match="missing phi"):
+        adversarial.add_gap(table.drop(columns="phi"))
 
 
-def test_schema_refuses_a_table_without_a_required_column():
-    table = synthetic()["inv3"].drop(columns="gap")
+def test_schema_refuses_a_table_without_a_required_column(tables):
+    table = tables["inv3"].drop(columns="gap")
     with pytest.raises(InvrobError, match="03_robustness_vs_invariance/invariance.csv .* lacks column"
                                           r"\(s\) gap") as error:
         ADV.claims({"invariance": table})
     assert "\n" not in str(error.value)
+    with pytest.raises(InvrobError, match=r"robustness.csv of the invariance study lacks column\(s\) conditional"):
+        INV.claims({"robustness": tables["rob"].drop(columns="conditional"), "robust_points": tables["points"]})
     with pytest.raises(InvrobError, match="is empty"):
-        INV.check("robustness", synthetic()["rob"].iloc[:0])
+        INV.check("robust_points", tables["points"].iloc[:0])
 
 
-def test_claims_need_at_least_one_judgeable_table():
+def test_claims_need_at_least_one_judgeable_table(tables):
     with pytest.raises(InvrobError, match="no claim of the invariance study can be judged"):
-        INV.claims({"cifar10_invariance": synthetic()["inv"]})
+        INV.claims({"cifar10_invariance": tables["inv"]})
+    # the robustness claim needs the per-point rows as well as the summary
+    with pytest.raises(InvrobError, match="no claim of the invariance study can be judged from tables robustness"):
+        INV.claims({"robustness": tables["rob"]})
+    # an optional table (Claim.uses) alone judges nothing
+    with pytest.raises(InvrobError, match="no claim of the adversarial study can be judged"):
+        ADV.claims({"subspace_cosines": tables["geo"]})
 
 
 def test_every_study_names_real_notebooks_and_unique_tables():
@@ -315,7 +702,8 @@ def test_every_study_names_real_notebooks_and_unique_tables():
             assert (REPO / "notebooks" / f"{notebook}.ipynb").exists(), notebook
         assert {t.notebook for t in study.tables} <= set(study.notebooks)
         assert study.claim_tables() and len(study.paper_claims) >= 2
-    assert INV.claim_tables() == ["invariance", "robustness", "autoattack", "distance_summary"]
+    assert INV.claim_tables() == ["invariance", "robust_points", "robustness", "distances"]
+    assert ADV.claim_tables() == ["invariance", "worst_of_k", "subspace_cosines", "tangent_cosines"]
     with pytest.raises(InvrobError, match="unknown study 'tradeoff'"):
         studies.get("tradeoff")
 
@@ -325,20 +713,27 @@ def test_markdown_table_and_bottom_line():
                          dict(claim="c", paper="p", measured="m", rule="r", verdict="inconclusive")])
     text = markdown_table(rows)
     assert "a \\| b" in text and "**inconclusive**" in text and text.count("\n") == 3
+    assert verdict_page_verdicts(text) == {"a \\| b": "agree", "c": "inconclusive"}
     assert bottom_line(rows, "cpu") == "1 of 2 claims agrees, 0 disagree, 1 is inconclusive at the cpu profile."
 
 
-def test_robustness_rule_reads_autoattack_where_the_chapter_ran_it():
-    """PGD overstates robustness: where AutoAttack numbers exist for both ends of the θ grid at every
-    informative ε, claim (b) is judged on them; with an end missing it falls back to PGD."""
-    pgd = robustness({("stdcnn", 0, 0, 0.1): 0.50, ("stdcnn", 180, 0, 0.1): 0.50})  # PGD: no change
-    def autoattack(values):
-        return pd.DataFrame([{**tags(m, theta=t, seed=s), "eps": e, "attack": attack, "components": "",
-                              "accuracy": a, "n": 64} for (m, t, s, e, attack), a in values.items()])
-    aa = autoattack({("stdcnn", 0, 0, 0.1, "AutoAttack"): 0.40, ("stdcnn", 180, 0, 0.1, "AutoAttack"): 0.20,
-                     ("stdcnn", 0, 0, 0.1, "PGD-5"): 0.50, ("stdcnn", 180, 0, 0.1, "PGD-5"): 0.50})
-    row = one(INV, robustness=pgd, autoattack=aa)
-    assert row["verdict"] == "agree" and "AutoAttack at ε ∈ {0.1}: 40.0% → 20.0%" in row["measured"]
-    partial = aa[aa["theta"] == 0]
-    row = one(INV, robustness=pgd, autoattack=partial)
-    assert row["verdict"] == "inconclusive" and "PGD at ε" in row["measured"]
+def test_gap_rule_does_not_agree_when_a_phi_cannot_be_judged():
+    """A φ with fewer than two paired seeds is not 'equivalence shown': the rule says every φ."""
+    gaps = gap_table({})
+    drop = (gaps["phi"] == 90) & (gaps["eps_train"] == 0.3) & (gaps["seed"] > 0)
+    row = one(ADV, invariance=gaps[~drop])
+    assert row["verdict"] == "inconclusive" and "no interval at φ = 90°" in row["measured"]
+
+
+def test_robustness_rule_refuses_tables_from_different_runs():
+    both = robustness_tables(robust_points(SCALES["clear"], seeds=SEEDS))
+    points = both["robust_points"]
+    with pytest.raises(InvrobError, match="per-point table has no rows at theta = 180"):
+        INV.claims({"robustness": both["robustness"], "robust_points": points[points["theta"] != 180]})
+
+
+def test_more_orthogonal_than_random_supports_the_claim():
+    """The orthogonality rule is one-sided: perturbations clearly *less* aligned with the rotation
+    tangent than a random corner agree with 'nearly orthogonal'."""
+    row = one(ADV, tangent_cosines=tangents(-0.2))
+    assert row["verdict"] == "agree"

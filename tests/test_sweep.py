@@ -60,7 +60,7 @@ BAD = {
     # Against a real study notebook: its profiles.settings("invariance", ...) call validates.
     "study: seed not an int": ("parameters:\n  profile: smoke\ngrid:\n  seeds: [[\"zero\"]]\n", 6,
                                ["seeds: element 'zero' is a string, expected an integer",
-                                "the invariance study has seeds = [0] at the smoke profile"], STUDY_01),
+                                "the invariance study has seeds = [0, 1] at the smoke profile"], STUDY_01),
     "study: unknown model": ("parameters:\n  profile: smoke\ngrid:\n  models: [[\"StdCNN\"]]\n", 6,
                              ["models: unknown model 'StdCNN'", "did you mean 'stdcnn'", "gcnn_p4"], STUDY_01),
     "study: unknown model in points": ("parameters:\n  profile: smoke\npoints:\n  - {models: [stdcnn]}\n"

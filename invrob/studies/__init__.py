@@ -20,7 +20,7 @@ import importlib
 import pkgutil
 
 from ..errors import check_choice
-from .base import (CLAIM_COLUMNS, COMBINE_RULE, PHIS, PROFILES, VERDICTS, Claim, Study, Table,
+from .base import (CLAIM_COLUMNS, COMBINE_RULE, STATS_RULE, PHIS, PROFILES, VERDICTS, Claim, Study, Table,
                    bottom_line, findings, markdown_table)
 
 
@@ -50,5 +50,5 @@ def all_studies() -> list[Study]:
     return list(STUDIES.values())
 
 
-__all__ = ["CLAIM_COLUMNS", "COMBINE_RULE", "PHIS", "PROFILES", "STUDIES", "VERDICTS", "Claim", "Study",
+__all__ = ["CLAIM_COLUMNS", "COMBINE_RULE", "STATS_RULE", "PHIS", "PROFILES", "STUDIES", "VERDICTS", "Claim", "Study",
            "Table", "all_studies", "bottom_line", "findings", "get", "markdown_table"]

@@ -12,35 +12,37 @@ and small-rotation perturbations span nearly orthogonal subspaces.
 from __future__ import annotations
 
 from ..errors import InvrobError
-from .base import PHIS, Claim, Study, Table, combine, label, models_in, paired_change, spread_text
+from .base import (ALPHA, PHIS, Claim, Study, Table, bootstrap_change, change_test, combine, label, models_in, paired_change,
+                   seed_arrays, trend)
 
 SETTINGS = {
-    "smoke": dict(models=["lenet"], eps_train=[0.0, 0.1], seeds=[0],
+    "smoke": dict(models=["lenet"], eps_train=[0.0, 0.1], seeds=[0, 1],
                   train_size=2048, epochs=2, batch_size=128, optimizer="adam", lr=1e-2,
                   weight_decay=5e-4, test_size=256,
-                  attack_steps=3, eps_warmup_epochs=0, phis=[0, 90, 180], worst_k=5,
-                  pgd_steps=5, attack_size=64, pca_size=64, pca_k=[1, 5, 10], eps_attack=0.1,
-                  check_size=32, check_steps=10, check_restarts=2,
+                  attack_steps=3, eps_warmup_epochs=0, phis=[0, 30, 90, 180], worst_k=5, spatial_phi=30,
+                  pgd_steps=5, attack_size=32, aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3,
+                  pca_size=64, pca_k=[1, 5, 10], eps_attack=0.1, data_pcs=5, tangent_size=32,
                   small_angles=[-5, -3, -1, 1, 3, 5], cifar=True,
                   cifar_train_size=256, cifar_epochs=1, cifar_lr=0.01, cifar_width=4, cifar_attack_steps=2,
                   cifar_eps_train=[0.0, 8 / 255]),
-    # Adam without weight decay and a 3-epoch linear ε ramp: with SGD (lr 0.01, 4
-    # epochs) LeNet at ε = 0.3 stayed at 28% training accuracy; this recipe reaches
-    # 95% clean and 72% PGD-20 accuracy at ε = 0.3 (seed 0, measured here).
-    "cpu": dict(models=["lenet"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1],
-                train_size=20000, epochs=10, batch_size=128, optimizer="adam", lr=1e-3,
-                weight_decay=0.0, test_size=2000, attack_steps=7, eps_warmup_epochs=3, phis=PHIS,
-                worst_k=13, pgd_steps=20, attack_size=500,
-                check_size=200, check_steps=50, check_restarts=3, pca_size=1000, pca_k=[1, 5, 10, 20, 50],
-                eps_attack=0.1, small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=False,
+    # Adam without weight decay and a linear ε ramp over the first epochs (with SGD at lr
+    # 0.01 LeNet at ε = 0.3 stayed at 28% training accuracy). Cut to fit a 2-core machine
+    # with 5 seeds (issue 12): 15k images, 6 epochs, PGD-5 in training; at ε = 0.3 this
+    # reaches ~92% clean and ~57% PGD-20 accuracy at ε = 0.3 (measured here).
+    "cpu": dict(models=["lenet"], eps_train=[0.0, 0.1, 0.2, 0.3], seeds=[0, 1, 2, 3, 4],
+                train_size=15000, epochs=6, batch_size=128, optimizer="adam", lr=1e-3,
+                weight_decay=0.0, test_size=2000, attack_steps=5, eps_warmup_epochs=2, phis=PHIS,
+                worst_k=13, spatial_phi=30, pgd_steps=20, attack_size=100, aa_attacks=["apgd-ce", "apgd-t"],
+                aa_targets=3, pca_size=500, pca_k=[1, 5, 10, 20, 50], eps_attack=0.1, data_pcs=10,
+                tangent_size=300, small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=False,
                 cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None, cifar_attack_steps=10,
                 cifar_eps_train=[0.0, 2 / 255, 4 / 255, 8 / 255]),
-    "paper": dict(models=["lenet"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1, 2],
+    "paper": dict(models=["lenet"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1, 2, 3, 4],
                   train_size=None, epochs=30, batch_size=128, optimizer="adam", lr=1e-3,
                   weight_decay=0.0, test_size=None,
-                  attack_steps=40, eps_warmup_epochs=5, phis=PHIS, worst_k=31,
-                  pgd_steps=40, attack_size=2000, pca_size=5000, pca_k=[1, 5, 10, 20, 50], eps_attack=0.1,
-                  check_size=1000, check_steps=200, check_restarts=10,
+                  attack_steps=40, eps_warmup_epochs=5, phis=PHIS, worst_k=31, spatial_phi=30,
+                  pgd_steps=40, attack_size=1000, aa_attacks=None, aa_targets=None,
+                  pca_size=5000, pca_k=[1, 5, 10, 20, 50], eps_attack=0.1, data_pcs=10, tangent_size=2000,
                   small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=True,
                   cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None, cifar_attack_steps=10,
                   cifar_eps_train=[0.0, 2 / 255, 4 / 255, 8 / 255]),
@@ -50,18 +52,21 @@ NB3, NB4 = "03_robustness_vs_invariance", "04_perturbation_geometry"
 TAGS = ("model", "dataset", "theta", "eps_train", "seed")
 TABLES = (
     Table("history", NB3, ("model", "eps_train", "seed", "epoch", "train_acc")),
-    Table("robustness", NB3, (*TAGS, "eps", "accuracy", "n")),
-    Table("masking_check", NB3, (*TAGS, "eps", "attack", "accuracy")),
+    Table("robust_points", NB3, (*TAGS, "eps", "point", "robust", "attack")),
+    Table("robustness", NB3, (*TAGS, "eps", "attack", "accuracy", "n")),
+    Table("pgd_robustness", NB3, (*TAGS, "eps", "accuracy", "n")),
     Table("invariance", NB3, (*TAGS, "phi", "accuracy", "n", "gap")),
     Table("worst_of_k", NB3, (*TAGS, "phi", "k", "accuracy")),
     Table("cifar10_invariance", NB3, (*TAGS, "phi", "accuracy", "n")),
     Table("subspace_cosines", NB4, (*TAGS, "comparison", "k", "mean_cosine", "max_cosine")),
+    Table("tangent_cosines", NB4, (*TAGS, "point", "adversarial", "random_sign", "gradient")),
+    Table("directional", NB4, (*TAGS, "point", "along_tangent", "along_random", "gradient_norm")),
 )
 
-GAP_TOLERANCE = 0.05     # a change of the invariance gap of at most 5 points counts as "unchanged"
-COSINE_TOLERANCE = 0.05  # how far above the support-random baseline still counts as "as orthogonal"
-CLAIM_K = 10             # subspace dimension the orthogonality claim is judged at (the largest k if absent)
-
+# Margins fixed before the cpu run of issue 12 (and stated on the verdict page):
+GAP_MARGIN = 0.03     # |change of the invariance gap| < 3 points of accuracy at every φ: "unchanged"
+COSINE_MARGIN = 0.05  # adversarial–tangent cosine within 0.05 of a random ℓ∞ corner's: "as orthogonal"
+CLAIM_K = 10          # subspace dimension the PCA comparison is shown at (the largest k if absent)
 
 def configs(settings, dataset: str = "mnist") -> list:
     """Every model × ε × seed: PGD adversarial training at ε (ε = 0: natural training).
@@ -111,82 +116,150 @@ def add_gap(invariance):
     return frame
 
 
+def attack(settings, seed: int = 0):
+    """The attack every robust accuracy of the study is measured with (as the invariance study's)."""
+    from ..experiments import autoattack
+
+    return autoattack(settings.aa_attacks, settings.aa_targets, seed=seed)
+
+
+def _ends(frame) -> tuple[float, float]:
+    return float(frame["eps_train"].min()), float(frame["eps_train"].max())
+
+
 def _gap_unchanged(tables) -> tuple[str, str]:
+    from .. import stats
+
     inv = tables["invariance"]
-    lo, hi = inv["eps_train"].min(), inv["eps_train"].max()
     parts, verdicts = [], []
     for m in models_in(inv):
-        rows = inv[inv["model"] == m]
-        changes = []  # (|Δ| / margin, φ, gap at lo, gap at hi, Δ, spread, seeds, margin)
+        rows = inv[(inv["model"] == m) & (inv["phi"] > 0)]
+        lo, hi = _ends(rows)
+        results, unjudged = [], []  # (φ, Δ, (L, U), verdict); φ with fewer than 2 paired seeds
         for phi in sorted(rows["phi"].unique()):
-            a, b, change, spread, n = paired_change(rows[rows["phi"] == phi], "eps_train", lo, hi, "gap")
-            margin = max(GAP_TOLERANCE, 2 * spread)
-            changes.append((abs(change) / margin, phi, a, b, change, spread, n, margin))
-        beyond = [c for c in changes if abs(c[4]) > c[7]]
-        if beyond:
-            verdict = "disagree"
-        elif all(abs(c[4]) <= GAP_TOLERANCE and 2 * c[5] <= GAP_TOLERANCE for c in changes):
-            verdict = "agree"
-        else:
-            verdict = "inconclusive"
-        _, phi, a, b, change, spread, n, margin = max(changes, key=lambda c: c[0])
-        supports = {"agree": "unchanged, as ICLR 2020 states",
-                    "inconclusive": f"the seed spread is too wide to resolve a {GAP_TOLERANCE:g} change"}.get(
-            verdict, "the gap grows: arXiv v1's progressive drop in invariance" if change > 0
-            else "the gap shrinks: neither version")
+            a, b = seed_arrays(rows[rows["phi"] == phi], "eps_train", lo, hi, "gap")
+            if len(a) < 2:
+                unjudged.append(phi)
+                continue
+            boot = bootstrap_change(a, b)
+            results.append((phi, boot.estimate, boot.ci, stats.verdict("unchanged", boot, margin=GAP_MARGIN,
+                                                                       alpha=ALPHA)))
+        if not results:
+            verdicts.append("inconclusive")
+            parts.append(f"{label(m)}: fewer than 2 seeds, no interval")
+            continue
+        results += [(phi, float("nan"), (float("nan"), float("nan")), "inconclusive") for phi in unjudged]
+        found = [r[3] for r in results]
+        verdict = "agree" if all(v == "agree" for v in found) else \
+            "disagree" if "disagree" in found else "inconclusive"
         verdicts.append(verdict)
-        parts.append(f"{label(m)}, largest change at φ = {phi:g}°: gap {a:.1%} → {b:.1%} ({change:+.1%}; "
-                     f"{spread_text(spread, n)}; margin {margin:.1%}) — {supports}")
-    return f"invariance gap, mean over seeds, ε = {lo:g} → {hi:g}: " + "; ".join(parts), combine(verdicts)
+        phi, d, (low, high), _ = max((r for r in results if r[1] == r[1]), key=lambda r: abs(r[1]))
+        grows = [f"{r[0]:g}°" for r in results if r[3] == "disagree" and r[1] > 0]
+        shrinks = [f"{r[0]:g}°" for r in results if r[3] == "disagree" and r[1] < 0]
+        slope_text, _ = trend(rows[rows["phi"] == phi], "eps_train", "gap", "increase", per=0.1, unit=" of ε")
+        parts.append(f"{label(m)}, ε = {lo:g} → {hi:g}: largest change at φ = {phi:g}°, gap Δ {d:+.1%} "
+                     f"[90% CI {low:+.1%}, {high:+.1%}] ({slope_text}); equivalence shown at "
+                     f"{found.count('agree')} of {len(found)} φ"
+                     + (f" (no interval at φ = {', '.join(f'{p:g}°' for p in unjudged)}: fewer than 2 seeds)"
+                        if unjudged else "")
+                     + (f"; the gap grows beyond the margin at φ = {', '.join(grows)} (arXiv v1's drop in "
+                        f"invariance)" if grows else "")
+                     + (f"; the gap shrinks beyond the margin at φ = {', '.join(shrinks)} (more invariant: "
+                        f"neither version)" if shrinks else ""))
+    return "invariance gap acc(0) − acc(φ), per seed: " + "; ".join(parts), combine(verdicts)
+
+
+def _spatial_drops(tables) -> tuple[str, str]:
+    worst = tables["worst_of_k"]
+    phi = 30.0 if (worst["phi"] == 30).any() else float(worst.loc[worst["phi"] > 0, "phi"].min())
+    at = worst[worst["phi"] == phi]
+    parts, verdicts = [], []
+    for m in models_in(at):
+        rows = at[at["model"] == m]
+        lo, hi = _ends(rows)
+        a, b, *_ = paired_change(rows, "eps_train", lo, hi, "accuracy")
+        end_text, end_verdict = change_test(*seed_arrays(rows, "eps_train", lo, hi, "accuracy"), "decrease")
+        slope_text, slope_verdict = trend(rows, "eps_train", "accuracy", "decrease", per=0.1, unit=" of ε")
+        verdicts.append(combine([end_verdict, slope_verdict]))
+        parts.append(f"{label(m)}, ε = {lo:g} → {hi:g}: {a:.1%} → {b:.1%} ({end_text}); {slope_text}")
+    k = int(at["k"].iloc[0])
+    return (f"worst-of-{k} rotation accuracy over [−{phi:g}°, {phi:g}°] (grid attack): " + "; ".join(parts),
+            combine(verdicts))
 
 
 def claim_k(ks) -> int:
-    """The subspace dimension the orthogonality claim is judged at: 10, else the largest k."""
+    """The subspace dimension the PCA comparison is shown at: 10, else the largest k."""
     ks = set(int(k) for k in ks)
     return CLAIM_K if CLAIM_K in ks else max(ks)
 
 
 def _nearly_orthogonal(tables) -> tuple[str, str]:
-    geo = tables["subspace_cosines"]
-    k = claim_k(geo["k"])
-    at = geo[geo["k"] == k].pivot_table(index=["model", "seed", "eps_train"], columns="comparison",
-                                        values="mean_cosine")
+    from .. import stats
+
+    cos = tables["tangent_cosines"].dropna(subset=["adversarial", "random_sign"])
+    geo = tables.get("subspace_cosines")
     parts, verdicts = [], []
-    for m in models_in(geo):
-        rows = at.loc[m]
-        # per seed: how far the adversarial–rotation cosine lies above the support-random baseline,
-        # averaged over the training ε
-        excess = (rows["adversarial vs rotation"] - rows["support-random vs rotation"]).groupby("seed").mean()
-        d = float(excess.mean())
-        spread = float(excess.max() - excess.min()) if len(excess) > 1 else 0.0
-        verdicts.append("agree" if d + spread <= COSINE_TOLERANCE else
-                        "disagree" if d - spread > COSINE_TOLERANCE else "inconclusive")
-        mean = rows.mean()
-        parts.append(f"{label(m)}: adversarial vs rotation {mean['adversarial vs rotation']:.3f}, "
-                     f"support-random vs rotation {mean['support-random vs rotation']:.3f} "
-                     f"(excess {d:+.3f}; {spread_text(spread, len(excess), '.3f')}); "
-                     f"random {mean['random vs random']:.3f}, positive control "
-                     f"{mean['adversarial vs adversarial']:.3f}")
-    return f"mean principal cosine at k = {k}, mean over training ε: " + "; ".join(parts), combine(verdicts)
+    for m in models_in(cos):
+        rows = cos[cos["model"] == m]
+        per = rows.groupby(["seed", "point"])[["adversarial", "random_sign"]].mean()
+        adv = per["adversarial"].unstack("point").dropna(axis=1)
+        rnd = per["random_sign"].unstack("point")[adv.columns]
+        a, b = rnd.to_numpy(dtype=float), adv.to_numpy(dtype=float)
+        if a.shape[0] < 2:
+            verdicts.append("inconclusive")
+            parts.append(f"{label(m)}: 1 seed, no interval")
+            continue
+        boot = bootstrap_change(a, b)
+        low, high = boot.ci
+        # nearly orthogonal = no more aligned with t(x) than a random corner, up to the margin (less
+        # aligned than random also supports the claim): a one-sided non-inferiority test
+        verdict = "agree" if high < COSINE_MARGIN else "disagree" if low > COSINE_MARGIN else "inconclusive"
+        verdicts.append(verdict)
+        text = (f"{label(m)}: |cos(δ_adv, t)| {b.mean():.3f} vs a random ℓ∞ corner {a.mean():.3f}, excess "
+                f"{boot.estimate:+.3f} [90% CI {low:+.3f}, {high:+.3f}] ({a.shape[0]} seeds × {a.shape[1]} points)")
+        if geo is not None:
+            k = claim_k(geo["k"])
+            g = geo[(geo["model"] == m) & (geo["k"] == k)].groupby("comparison")["mean_cosine"].mean()
+            names = ["adversarial vs rotation", "translation vs rotation", "image PCA vs rotation",
+                     "adversarial vs rotation (data PCs removed)", "translation vs rotation (data PCs removed)",
+                     "support-random vs rotation"]
+            text += f"; PCA subspaces at k = {k}: " + ", ".join(f"{n} {g[n]:.3f}" for n in names if n in g)
+        parts.append(text)
+    return ("per test point, the cosine between the adversarial perturbation (PGD at the chapter's ε) and "
+            "the rotation tangent t(x) = d/dφ R_φ x, mean over training ε: " + "; ".join(parts),
+            combine(verdicts))
 
 
 CLAIMS = (
     Claim("Adversarial training leaves rotation invariance unchanged",
-          "ICLR 2020: the invariance gap stays essentially unchanged for every φ as ε grows; "
-          "arXiv v1 (2002.11318): a progressive drop in rotation invariance",
-          f"per model and φ, the change Δ of the mean gap from the smallest to the largest training ε, with "
-          f"margin m = max({GAP_TOLERANCE:g}, 2 × seed spread of Δ): disagree if |Δ| > m at some φ "
-          f"(a growing gap is arXiv v1's drop); agree (ICLR 2020) if |Δ| ≤ {GAP_TOLERANCE:g} and "
-          f"2 × spread ≤ {GAP_TOLERANCE:g} at every φ; else inconclusive",
+          "ICLR 2020: the invariance gap stays essentially unchanged for every φ as ε grows "
+          "(arXiv v1 and NeurIPS 2021 say instead that invariance / spatial robustness drops "
+          "progressively: next row)",
+          f"per model and test range φ > 0, the change Δ of the invariance gap from the smallest to the "
+          f"largest training ε, paired by seed, bootstrap over seeds; equivalence margin ±{GAP_MARGIN:g} "
+          f"fixed in advance, two one-sided tests at level 0.05 (the 90% interval inside the margin): agree "
+          f"if equivalence is shown at every φ, disagree if at some φ the whole interval lies beyond the "
+          f"margin, else inconclusive",
           ("invariance",), _gap_unchanged),
+    Claim("Adversarial training lowers spatial robustness progressively",
+          "arXiv v1 and NeurIPS 2021: as the adversarial-training ε grows, spatial robustness drops "
+          "progressively",
+          "per model, worst-of-k rotation accuracy over [−30°, 30°] (a grid attack on the angle); both tests "
+          "must agree: the paired change from the smallest to the largest training ε (bootstrap over seeds) "
+          "and the slope over the whole ε grid (bootstrap over seeds), each one-sided at level 0.05; agree if "
+          "both show a decrease, disagree if either shows an increase, else inconclusive",
+          ("worst_of_k",), _spatial_drops),
     Claim("Adversarial and small-rotation perturbations are nearly orthogonal",
           "the principal components of adversarial and of small-rotation perturbations span nearly "
           "orthogonal subspaces",
-          f"per model, at k = {CLAIM_K} (else the largest k), the excess d of the mean principal cosine "
-          f"(adversarial vs rotation) over the support-random baseline (random directions on the digits' "
-          f"pixels vs rotation), per seed averaged over training ε: agree if d + seed spread ≤ "
-          f"{COSINE_TOLERANCE:g}, disagree if d − seed spread > {COSINE_TOLERANCE:g}, else inconclusive",
-          ("subspace_cosines",), _nearly_orthogonal),
+          f"per model, per test point: |cos| between the adversarial perturbation and the rotation tangent "
+          f"t(x), against the same for a random ℓ∞ corner on the image's support (the fair null: PCA "
+          f"subspaces of image-like families overlap the rotation subspace whatever the model, see the "
+          f"chapter), paired over seeds and points, averaged over training ε; margin {COSINE_MARGIN:g} fixed in "
+          f"advance, one-sided tests at level 0.05: agree if the upper end of the 90% interval of the excess "
+          f"is below +{COSINE_MARGIN:g} (no more aligned than random, up to the margin), disagree if its lower "
+          f"end is above +{COSINE_MARGIN:g}, else inconclusive",
+          ("tangent_cosines",), _nearly_orthogonal, uses=("subspace_cosines",)),
 )
 
 
@@ -199,6 +272,7 @@ class AdversarialStudy(Study):
     paper_claims = CLAIMS
 
     configs = staticmethod(configs)  # the module's training grid
+    attack = staticmethod(attack)
 
     def add_gap(self, invariance):
         """The table with its invariance gap column: :func:`add_gap`."""

@@ -131,9 +131,12 @@ class Study:
                 raise InvrobError(f"unknown setting {name!r} for the {self.name} study; "
                                   f"valid: {', '.join(values)}")
             values[name] = value
-        for theta in [*values.get("thetas", []), *values.get("phis", [])]:
+        def every(name):  # a setting may be one list or a {model: list} map
+            value = values.get(name, [])
+            return [v for vs in value.values() for v in vs] if isinstance(value, dict) else list(value)
+        for theta in [*every("thetas"), *every("phis")]:
             check_theta(theta)
-        for eps in [*values.get("eps_grid", []), *values.get("eps_train", [])]:
+        for eps in [*every("eps_grid"), *every("eps_train")]:
             check_eps(eps)
         return SimpleNamespace(study=self.name, profile=profile, **values)
 
@@ -256,6 +259,109 @@ def paired_change(frame, level: str, lo, hi, value: str) -> tuple[float, float, 
     return float(a.mean()), float(b.mean()), float(b.mean() - a.mean()), spread, len(seeds)
 
 
+ALPHA = 0.05  # every test is one-sided at level 0.05: read off the 90% two-sided bootstrap interval
+STATS_RULE = ("Intervals are 90% bootstrap intervals (each side a one-sided test at level 0.05), "
+              "resampling seeds, and test points within seeds where the table has them, widened to the "
+              "width of a t-interval over the seeds (invrob.stats.few_seeds: with 5 seeds a plain "
+              "bootstrap rejects a true null ~12% of the time); a slope is fitted to every seed's whole "
+              "curve and bootstrapped over seeds.")
+
+
+def bootstrap_change(a, b):
+    """The paired change ``mean(b) − mean(a)`` with the study's interval: a two-level bootstrap
+    (seeds, then points within seeds for (S, N) arrays) widened for few seeds."""
+    from .. import stats
+
+    return stats.few_seeds(stats.paired_bootstrap(a, b, seed=0, alpha=2 * ALPHA))
+
+
+def seed_matrix(frame, level: str, value: str):
+    """``(grid, matrix)``: the mean of ``value`` per seed (rows) and ``level`` (columns).
+
+    Only seeds measured at every level are kept, so the rows pair up.
+    """
+    import numpy as np
+
+    table = frame.groupby(["seed", level])[value].mean().unstack(level).dropna()
+    return [float(v) for v in table.columns], np.asarray(table.to_numpy(), dtype=float)
+
+
+def trend(frame, level: str, value: str, claim: str, per: float = 1.0, unit: str = "",
+          fmt: str = "+.1%") -> tuple[str, str]:
+    """The least-squares slope of ``value`` over the whole ``level`` grid, bootstrapped over seeds.
+
+    Returns ``(text, verdict)``: ``stats.verdict(claim, slope)`` (``claim``:
+    "increase", "decrease"); the slope is shown per ``per`` units of ``level``
+    with its 90% interval. Fewer than two seeds: inconclusive (no interval).
+    """
+    from .. import stats
+
+    grid, matrix = seed_matrix(frame, level, value)
+    if len(grid) < 2:
+        return "fewer than two grid points: no slope", "inconclusive"
+    if matrix.shape[0] < 2:
+        return f"1 seed: no interval for the slope", "inconclusive"
+    result = stats.few_seeds(stats.slope(grid, matrix, seed=0, alpha=2 * ALPHA))
+    lo, hi = result.ci
+    text = (f"slope {result.estimate * per:{fmt}} per {per:g}{unit} [90% CI {lo * per:{fmt}}, "
+            f"{hi * per:{fmt}}], {matrix.shape[0]} seeds")
+    return text, stats.verdict(claim, result, alpha=ALPHA)
+
+
+def seed_arrays(frame, level: str, lo, hi, value: str):
+    """``(a, b)``: per-seed means of ``value`` at ``level == lo`` and ``== hi``, paired by seed."""
+    import numpy as np
+
+    means = frame[frame[level].isin([lo, hi])].groupby([level, "seed"])[value].mean().unstack(level).dropna()
+    if lo not in means.columns or hi not in means.columns:
+        return np.empty(0), np.empty(0)
+    return np.asarray(means[lo], dtype=float), np.asarray(means[hi], dtype=float)
+
+
+def paired_points(frame, level: str, lo, hi, value: str = "robust", point: str = "point"):
+    """``(a, b)``: (seeds, points) arrays of ``value`` at ``level == lo`` and ``== hi``.
+
+    Rows pair by seed and by ``point`` (several rows per seed and point, e.g. one per
+    ε, are averaged); only seeds and points present at both ends are kept.
+    """
+    import numpy as np
+
+    means = frame[frame[level].isin([lo, hi])].groupby([level, "seed", point])[value].mean()
+    present = set(means.index.get_level_values(0))
+    missing = [f"{v:g}" for v in (lo, hi) if v not in present]
+    if missing:
+        raise InvrobError(f"the per-point table has no rows at {level} = {', '.join(missing)}, which the "
+                          f"summary table has: the two come from different runs")
+    a, b = means.xs(lo, level=0).unstack(point), means.xs(hi, level=0).unstack(point)
+    seeds = a.index.intersection(b.index)
+    cols = a.columns.intersection(b.columns)
+    a, b = a.loc[seeds, cols], b.loc[seeds, cols]
+    keep = a.notna().all(axis=0) & b.notna().all(axis=0)
+    return np.asarray(a.loc[:, keep], dtype=float), np.asarray(b.loc[:, keep], dtype=float)
+
+
+def change_test(a, b, claim: str, margin: float | None = None, fmt: str = "+.1%") -> tuple[str, str]:
+    """Paired change ``mean(b) − mean(a)`` with a two-level bootstrap (seeds, then points).
+
+    ``a, b``: (seeds, points) or (seeds,) arrays from the two conditions. Returns
+    ``(text, verdict)``: ``stats.verdict(claim, …, margin)``; one seed with per-point
+    data resamples points only (the text says so); one seed without: inconclusive.
+    """
+    from .. import stats
+
+    if a.size == 0:
+        return "no paired data", "inconclusive"
+    if a.ndim == 1 and len(a) < 2:
+        return "1 seed: no interval", "inconclusive"
+    result = bootstrap_change(a, b)
+    lo, hi = result.ci
+    seeds = a.shape[0]
+    where = f"{seeds} seed{'s' if seeds != 1 else ''}" + (f" × {a.shape[1]} points" if a.ndim == 2 else "")
+    note = " (points only: 1 seed)" if seeds == 1 else ""
+    text = f"Δ {result.estimate:{fmt}} [90% CI {lo:{fmt}}, {hi:{fmt}}], {where}{note}"
+    return text, stats.verdict(claim, result, margin=margin, alpha=ALPHA)
+
+
 def spread_text(spread: float, n_seeds: int, fmt: str = ".1%") -> str:
     """``"seed spread 1.2%, 2 seeds"``, or ``"1 seed: no spread"``."""
     if n_seeds <= 1:
@@ -317,4 +423,6 @@ def shown(value) -> str:
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {shown(v)}" for k, v in value.items()) or "defaults"
     return str(value)
