@@ -105,21 +105,6 @@ def worst_of_k_table(trained: Trained, x, y, phis: Iterable[float], k: int,
     return _tagged(trained, measure, progress, "worst-of-k")
 
 
-def robustness_table(trained: Trained, x, y, eps_grid: Iterable[float], steps: int,
-                     restarts: int = 1, norm: str = "linf", seed: int = 0,
-                     progress: bool = False) -> pd.DataFrame:
-    """PGD robust accuracy for every model and ε (ε = 0: clean accuracy).
-
-    PGD is an upper bound on robust accuracy, and a loose one: the book reports
-    :func:`robust_points_table` under AutoAttack and shows this beside it.
-    Columns: model, dataset, theta, eps_train, seed, eps, accuracy, n, norm, steps, restarts.
-    """
-    eps_grid = list(eps_grid)
-    return _tagged(trained, lambda m: robust_accuracy(m, x, y, eps_grid, norm=norm, steps=steps,
-                                                      restarts=restarts, seed=seed),
-                   progress, "PGD")
-
-
 def autoattack(attacks: Sequence[str] | None = None, targets: int | None = None, seed: int = 0,
                batch_size: int = 500):
     """An attack factory ``model -> AutoAttack`` for :func:`robust_points_table`.
@@ -173,12 +158,13 @@ def robust_points_table(trained: Trained, x, y, eps_grid, attack=None,
 def summarize_points(points: pd.DataFrame) -> pd.DataFrame:
     """Robust accuracy per model and ε from :func:`robust_points_table`'s rows.
 
-    Columns: model, dataset, theta, eps_train, seed, eps, attack, accuracy, n, and
+    Columns: model, dataset, theta, eps_train, seed (and recipe, when the rows have one), eps,
+    attack, accuracy, n, and
     ``conditional``: the robust accuracy among the points the model classifies
     correctly (accuracy / clean accuracy; NaN without ε = 0 in the grid) — families
     with different clean accuracy compare on it.
     """
-    keys = ["model", "dataset", "theta", "eps_train", "seed"]
+    keys = ["model", "dataset", "theta", "eps_train", "seed"] + (["recipe"] if "recipe" in points else [])
     table = (points.groupby([*keys, "eps", "attack"], sort=False)["robust"].agg(["mean", "size"])
              .rename(columns={"mean": "accuracy", "size": "n"}).reset_index())
     clean = table[table["eps"] == 0].set_index(keys)["accuracy"]
@@ -303,6 +289,25 @@ def directional_table(trained: Trained, x, y, seed: int = 0, progress: bool = Fa
     from .geometry import directional_derivatives
 
     return _tagged(trained, lambda m: directional_derivatives(m, x, y, seed=seed), progress, "directions")
+
+
+def attack_accuracy_table(trained: Trained, x, y, attacks: dict, progress: bool = False) -> pd.DataFrame:
+    """Accuracy of every model under each attack of ``attacks`` (name → factory ``model -> Attack``).
+
+    For attacks without an ε grid — spatial grids, worst-of-k, the joint attack: a point
+    counts as correct when the model classifies the attack's worst input correctly
+    (a point the attack leaves unchanged is judged on the clean image). Columns: the
+    tags, attack (the name given), accuracy, n.
+    """
+    from .metrics import accuracy
+
+    def measure(model):
+        rows = []
+        for name, build in attacks.items():
+            x_adv = build(model)(x, y)
+            rows.append({"attack": name, "accuracy": accuracy(model, x_adv, y), "n": len(x)})
+        return pd.DataFrame(rows)
+    return _tagged(trained, measure, progress, "attacks")
 
 
 def show_progress(profile: str) -> bool:

@@ -289,8 +289,12 @@ def tangent_cosines(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
       ``steps`` steps minus ``x`` (``PGD(..., early_stop=False)`` with a CPU
       generator seeded by ``seed``, one batch: ``experiments.perturbations``'s
       attack); NaN where δ_adv = 0 (e.g. ε = 0);
-    - ``random_sign``: ``|cos(u, t)|``, ``u`` uniform ±1 on the pixels where
-      ``x`` or ``t`` is nonzero, 0 elsewhere (seeded): the chance level;
+    - ``random_sign``: ``|cos(u, t)|`` for the ℓ∞ attack that knows nothing:
+      ``u = clip(x + ε·s, 0, 1) − x`` with ``s`` uniform ±1 on every pixel (seeded),
+      i.e. a random corner of the same ε-ball, clipped to the image box as PGD's
+      perturbation is — so the null pays, as δ_adv does, for mass on background
+      pixels where ``t`` is 0 (a corner confined to the digit's pixels would not, and
+      would make the adversarial cosine look small by comparison);
     - ``gradient``: ``|cos(∇_x CE(f(x), y), t)|`` at the clean point.
 
     ``t = rotation_tangent(x)`` (cosines do not depend on its unit). Points
@@ -308,7 +312,7 @@ def tangent_cosines(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     device = model_device(model)
     delta = attack(x.to(device), y.to(device)).to(x.device) - x
     signs = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
-    u = (2 * signs - 1) * _support(x, t)
+    u = (x + eps * (2 * signs - 1)).clamp(0.0, 1.0) - x
     grad = _loss_gradients(model, x, y)
     columns = {"adversarial": _abs_cos(delta, t), "random_sign": _abs_cos(u, t),
                "gradient": _abs_cos(grad, t)}

@@ -211,6 +211,54 @@ def errorbar_panels(frame: pd.DataFrame, x: str, y: str, low: str, high: str, hu
     return fig
 
 
+def pareto_panels(frame: pd.DataFrame, x: str, y: str, group: str, panel: str = "model",
+                  fixed=None, highlight=None, xlabel: str = "", ylabel: str = "",
+                  group_label: str = "") -> plt.Figure:
+    """Trade-off plot: one small dot per row (e.g. recipe × seed), each group's mean with bars
+    spanning the min–max over its rows, and the Pareto front of the ``fixed`` groups' means
+    (both coordinates larger-is-better; :func:`invrob.pareto.front_line`) as a step line.
+
+    ``highlight``: groups drawn as stars (e.g. a curriculum compared with the front).
+    """
+    from .pareto import front_line
+
+    panels = list(dict.fromkeys(frame[panel]))
+    groups = list(dict.fromkeys(frame[group]))
+    fixed = groups if fixed is None else [g for g in groups if g in set(fixed)]
+    highlight = set(highlight or ())
+    colors = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(PAGE_WIDTH, 5.4 * len(panels) + 2.4), 4.2),
+                             squeeze=False)
+    axes = list(axes[0])
+    for ax, name in zip(axes, panels):
+        sub = frame[frame[panel] == name]
+        means = sub.groupby(group, sort=False)[[x, y]].agg(["mean", "min", "max"])
+        for i, g in enumerate(groups):
+            if g not in means.index:
+                continue
+            rows, m = sub[sub[group] == g], means.loc[g]
+            color = colors(i % 10)
+            ax.scatter(rows[x], rows[y], s=10, alpha=0.35, color=color)
+            ax.errorbar(m[(x, "mean")], m[(y, "mean")],
+                        xerr=[[m[(x, "mean")] - m[(x, "min")]], [m[(x, "max")] - m[(x, "mean")]]],
+                        yerr=[[m[(y, "mean")] - m[(y, "min")]], [m[(y, "max")] - m[(y, "mean")]]],
+                        marker="*" if g in highlight else "o", ms=13 if g in highlight else 6,
+                        capsize=2, color=color, label=str(g), zorder=3)
+        front = [g for g in fixed if g in means.index]
+        if front:
+            points = np.array([[means.loc[g][(x, "mean")], means.loc[g][(y, "mean")]] for g in front])
+            fx, fy = front_line(points)
+            ax.plot(fx, fy, color="0.3", lw=1.2, ls="--", zorder=2, label="front of the fixed recipes")
+        ax.set_xlabel(xlabel or x)
+        ax.set_title(model_label(str(name)))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel or y)
+    axes[-1].legend(title=(group_label or group) + "\n(dots: seeds; bars: min–max)", fontsize=8,
+                    title_fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    return fig
+
+
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
                cmap: str = "gray", symmetric: bool | Sequence[bool] = False, title: str = "",
                bound: float | str | None = None, colorbar_label: str = "",

@@ -157,7 +157,7 @@ def _interval(source, alpha: float):
 
 def paired_bootstrap(a, b, statistic: Callable[[np.ndarray], float] | None = None,
                      n_boot: int = 2000, seed: int = 0, alpha: float = 0.05,
-                     points: bool = True) -> BootstrapResult:
+                     points: bool = True, crossed: bool = False) -> BootstrapResult:
     """Difference ``stat(b) − stat(a)`` between two paired conditions, with a two-level bootstrap CI.
 
     Args:
@@ -173,6 +173,13 @@ def paired_bootstrap(a, b, statistic: Callable[[np.ndarray], float] | None = Non
         alpha: the returned ``ci`` is the two-sided (1 − α) percentile interval.
         points: resample points within seeds too (two-level); ``False``
             resamples seeds only (each seed's N points kept as they are).
+        crossed: the seeds were all measured on the *same* N test points (column
+            i is one point for every seed): a replicate then draws one set of
+            point indices shared by all its seeds (a "pigeonhole" bootstrap of
+            the crossed design). Without it the point indices are drawn per seed
+            (a nested design), which for shared points counts the point-to-point
+            variance as if it averaged over S·N independent points — S times too
+            small.
 
     The estimate is ``Δ̂ = stat(b) − stat(a)`` on the data. Replicate r draws
     seeds ``s*_1..s*_S`` uniformly with replacement, then for each drawn seed
@@ -180,7 +187,9 @@ def paired_bootstrap(a, b, statistic: Callable[[np.ndarray], float] | None = Non
     ``Δ*_r = stat(b[s*, i*]) − stat(a[s*, i*])`` — the same indices in both
     conditions. The interval is the (α/2, 1 − α/2) quantile range of Δ*.
 
-    Resampling both levels estimates Var(Δ̂) ≈ σ²_seed/S + σ²_point/(S N) (the
+    Crossed (``d = μ + α_seed + β_point + γ``): the replicates' spread estimates
+    σ²_α/S + σ²_β/N + σ²_γ/(S N), each term at its own level (slightly
+    conservative). Nested: resampling both levels estimates Var(Δ̂) ≈ σ²_seed/S + σ²_point/(S N) (the
     within-seed term counted a little twice, so slightly conservative), where
     a one-level bootstrap over the pooled S·N points would see σ²_point/(S N)
     only. With a single seed only points are resampled (and the interval says
@@ -218,6 +227,9 @@ def paired_bootstrap(a, b, statistic: Callable[[np.ndarray], float] | None = Non
             seeds = rng.integers(0, s_count, size=(r, s_count))
             if d.ndim == 1:
                 samples[start:start + r] = d[seeds].mean(1)
+            elif two_level and crossed:
+                idx = rng.integers(0, n_count, size=(r, 1, n_count))
+                samples[start:start + r] = d[seeds[:, :, None], idx].mean((1, 2))
             elif two_level:
                 idx = rng.integers(0, n_count, size=(r, s_count, n_count))
                 samples[start:start + r] = d[seeds[:, :, None], idx].mean((1, 2))
@@ -229,7 +241,7 @@ def paired_bootstrap(a, b, statistic: Callable[[np.ndarray], float] | None = Non
         for r in range(n_boot):
             seeds = rng.integers(0, s_count, size=s_count)
             if two_level:
-                idx = rng.integers(0, n_count, size=(s_count, n_count))
+                idx = rng.integers(0, n_count, size=(1 if crossed else s_count, n_count))
                 sa, sb = a[seeds[:, None], idx], b[seeds[:, None], idx]
             else:
                 sa, sb = a[seeds], b[seeds]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -38,7 +39,7 @@ def test_tables_are_tidy_and_tagged(lenet, points):
     assert len(inv) == 2 * 3 and set(inv["seed"]) == {0, 1} and set(inv["phi"]) == {0, 90, 180}
     clean = inv[inv["phi"] == 0]["accuracy"]
     assert (clean > 0.85).all() and (inv[inv["phi"] == 180]["accuracy"] < clean.min()).all()
-    rob = ex.robustness_table(lenet, x[:64], y[:64], [0.0, 0.1, 0.3], steps=10)
+    rob = ex.summarize_points(ex.robust_points_table(lenet, x[:64], y[:64], [0.0, 0.1, 0.3], steps=10))
     for _, group in rob.groupby("seed"):
         acc = group.sort_values("eps")["accuracy"].to_numpy()
         assert (np.diff(acc) <= 0).all() and acc[-1] < 0.2
@@ -50,7 +51,7 @@ def test_boundary_distance_agrees_with_robust_accuracy(lenet, points):
     x, y = points
     trained = lenet[:1]
     dist = ex.boundary_distances(trained, x[:64], y[:64], norms=["linf"], steps=10, bisection_steps=7)
-    rob = ex.robustness_table(trained, x[:64], y[:64], [0.05], steps=10)["accuracy"].item()
+    rob = ex.summarize_points(ex.robust_points_table(trained, x[:64], y[:64], [0.05], steps=10))["accuracy"].item()
     share = (dist["distance"] > 0.05).sum() / 64
     assert abs(share - rob) <= 0.1
     summary = ex.summarize_distances(dist)
@@ -108,3 +109,29 @@ def test_robust_points_table_per_point_and_per_model_grid():
     merged = summary.merge(pgd, on=["model", "seed", "eps"], suffixes=("", "_pgd"))
     assert (merged["accuracy"] <= merged["accuracy_pgd"] + 1e-12).all()
     assert set(pgd["attack"]) == {"PGD-5"}
+
+def test_attack_accuracy_table_and_recipes_sharing_tags():
+    """Accuracy under named attacks, one row per model and attack; summarize_points keeps a recipe column
+    apart (two recipes can share every tag, e.g. natural and worst-of-k training: θ = ε = 0)."""
+    import torch
+    from torch import nn
+
+    from invrob.attacks import SpatialGrid
+    from invrob.metrics import accuracy
+    from invrob.train import TrainConfig
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    x = torch.rand(8, 1, 28, 28)
+    y = model(x).argmax(1)
+    config = TrainConfig(model="lenet", seed=2)
+    table = ex.attack_accuracy_table([(config, model)], x, y, {
+        "identity": lambda m: SpatialGrid(m, rotations=[0.0], translations=[0.0]),
+        "grid": lambda m: SpatialGrid(m, rotations=[-20.0, 0.0, 20.0], translations=[0.0])})
+    acc = table.set_index("attack")["accuracy"]
+    assert acc["identity"] == accuracy(model, x, y) == 1.0 and acc["grid"] <= acc["identity"]
+    assert set(table["seed"]) == {2} and (table["n"] == 8).all()
+    points = ex.robust_points_table([(config, model)], x, y, [0.0, 0.1], steps=3)
+    both = pd.concat([points.assign(recipe="natural"), points.assign(recipe="worst-of-k")])
+    summary = ex.summarize_points(both)
+    assert len(summary) == 4 and set(summary["recipe"]) == {"natural", "worst-of-k"}

@@ -149,3 +149,26 @@ def test_errorbar_panels_own_scales_and_named_bars():
 
 def test_norm_labels_use_the_prose_notation():
     assert plots.norm_label("linf") == "ℓ∞" and plots.norm_label("l2") == "ℓ2"
+
+
+def test_pareto_panels_draws_seeds_means_and_the_front_of_the_fixed_groups():
+    rows = []
+    means = {"a": (0.9, 0.1), "b": (0.5, 0.5), "c": (0.1, 0.9), "d": (0.3, 0.3), "star": (0.6, 0.6)}
+    for group, (sx, sy) in means.items():
+        for seed, jitter in enumerate((-0.02, 0.0, 0.02)):
+            rows.append({"model": "lenet", "recipe": group, "seed": seed, "x": sx + jitter, "y": sy - jitter})
+    frame = pd.DataFrame(rows)
+    fig = plots.pareto_panels(frame, x="x", y="y", group="recipe", fixed=["a", "b", "c", "d"],
+                              highlight=["star"], xlabel="spatial", ylabel="adversarial")
+    ax = fig.axes[0]
+    front = [line for line in ax.get_lines() if line.get_label() == "front of the fixed recipes"]
+    assert len(front) == 1
+    xs, ys = front[0].get_data()
+    # the front of the fixed means: a, b, c (d is dominated by b; the star is not fixed)
+    assert {(round(x, 6), round(y, 6)) for x, y in zip(xs, ys)} >= {(0.1, 0.9), (0.5, 0.5), (0.9, 0.1)}
+    assert (0.3, 0.3) not in {(round(x, 6), round(y, 6)) for x, y in zip(xs, ys)}
+    assert len(ax.collections) >= 5                       # one scatter of seeds per group
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"a", "b", "c", "d", "star"} <= set(labels)
+    assert ax.get_xlabel() == "spatial" and ax.get_ylabel() == "adversarial"
+    plt.close(fig)

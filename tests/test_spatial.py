@@ -310,3 +310,24 @@ def test_attacks_run_on_the_models_device(ncm, mnist):
     a = WorstOfK(ncm, k=3, seed=5).draw(10)
     b = WorstOfK(gpu, k=3, seed=5).draw(10, device="cuda")
     assert torch.equal(a[0], b[0].cpu()) and torch.equal(a[1], b[1].cpu())
+
+
+def test_spatial_attacks_run_with_float64_default_dtype():
+    """The smoke profile computes in float64 (default dtype): the grid's loss table must not mix dtypes."""
+    import torch
+    from torch import nn
+
+    from invrob.attacks import SpatialGrid, WorstOfK
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+        x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+        for attack in (SpatialGrid(model, rotations=[-10.0, 0.0, 10.0], translations=[0.0, 1.0]),
+                       WorstOfK(model, k=3, seed=0)):
+            x_adv = attack(x, y)
+            assert x_adv.dtype == torch.float64 and x_adv.shape == x.shape
+    finally:
+        torch.set_default_dtype(before)

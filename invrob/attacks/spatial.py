@@ -143,7 +143,7 @@ def _transform_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, angles
     """
     t_count, n = angles.shape
     correct = torch.zeros(t_count, n, dtype=torch.bool, device=x.device)
-    losses = torch.zeros(t_count, n, device=x.device)
+    losses = torch.zeros(t_count, n, device=x.device, dtype=torch.float32)  # the losses below are float32
     flat_angles, flat_shifts = angles.reshape(-1), shifts.reshape(-1, 2)
     with eval_mode(model):
         for start in range(0, t_count * n, batch_size):

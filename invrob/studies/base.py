@@ -231,15 +231,6 @@ def combine(verdicts: Iterable[str]) -> str:
     return "inconclusive"
 
 
-def beyond(change: float, margin: float, up: str, down: str) -> str:
-    """``up`` if ``change > margin``, ``down`` if ``change < −margin``, else ``inconclusive``."""
-    if change > margin:
-        return up
-    if change < -margin:
-        return down
-    return "inconclusive"
-
-
 def paired_change(frame, level: str, lo, hi, value: str) -> tuple[float, float, float, float, int]:
     """Mean over seeds of ``value`` at ``level == lo`` and ``== hi``; the change and its seed spread.
 
@@ -260,19 +251,64 @@ def paired_change(frame, level: str, lo, hi, value: str) -> tuple[float, float, 
 
 
 ALPHA = 0.05  # every test is one-sided at level 0.05: read off the 90% two-sided bootstrap interval
-STATS_RULE = ("Intervals are 90% bootstrap intervals (each side a one-sided test at level 0.05), "
-              "resampling seeds, and test points within seeds where the table has them, widened to the "
-              "width of a t-interval over the seeds (invrob.stats.few_seeds: with 5 seeds a plain "
-              "bootstrap rejects a true null ~12% of the time); a slope is fitted to every seed's whole "
-              "curve and bootstrapped over seeds.")
+STATS_RULE = ("Intervals are 90% bootstrap intervals (each side a one-sided test at level 0.05), widened "
+              "to the width of a t-interval over the seeds (invrob.stats.few_seeds: with 5 seeds a plain "
+              "bootstrap rejects a true null ~12% of the time). Where a table has one row per test point, "
+              "a replicate resamples the seeds and one set of test points shared by them (every seed is "
+              "measured on the same points); where it has one number per seed, only seeds are resampled "
+              "and the interval is conditional on the fixed test set. A slope is fitted to every seed's "
+              "whole curve and bootstrapped over seeds. Claims of a change need both the paired change "
+              "between the ends of the grid and the slope to show it; on a three-point grid the slope is "
+              "nearly the endpoint change.")
+
+
+def ends(frame, level: str) -> tuple[float, float]:
+    """The smallest and the largest value of ``level`` (θ or ε) in ``frame``."""
+    return float(frame[level].min()), float(frame[level].max())
+
+
+def change_over_grid(rows, level: str, value: str, claim: str, per: float, unit: str, points=None,
+                     fmt: str = ".1%", delta: str = "+.1%") -> tuple[str, str, float, float]:
+    """The two tests of a claim of change along a grid (``level``: θ or ε), and their text.
+
+    The paired change of ``value`` from the smallest to the largest ``level`` (seed
+    means, or per test point from ``points`` — a per-point table with a ``robust``
+    column — when given) and the slope over the whole grid, combined by :func:`both`.
+    Returns ``(text, verdict, lo, hi)``; the text reads "a → b (Δ …); slope …".
+    """
+    lo, hi = ends(rows, level)
+    a, b, *_ = paired_change(rows, level, lo, hi, value)
+    pairs = paired_points(points, level, lo, hi) if points is not None else seed_arrays(rows, level, lo, hi, value)
+    end_text, end_verdict = change_test(*pairs, claim, fmt=delta)
+    slope_text, slope_verdict = trend(rows, level, value, claim, per=per, unit=unit, fmt=delta)
+    return f"{a:{fmt}} → {b:{fmt}} ({end_text}); {slope_text}", both(end_verdict, slope_verdict), lo, hi
+
+
+def both(first: str, second: str) -> str:
+    """Two tests of one claim: agree if both agree, disagree if both disagree, else inconclusive."""
+    return first if first == second else "inconclusive"
+
+
+def autoattack_of(settings, seed: int = 0):
+    """The attack every robust accuracy of a study is measured with: a factory ``model -> Attack``.
+
+    AutoAttack's standard ensemble where ``settings.aa_attacks`` is ``None`` (the
+    ``paper`` profile); else those components with APGD-T's ``aa_targets`` most likely
+    target classes (``cpu``, ``smoke``), which ``tests/test_autoattack.py`` and
+    ``tools/attack_agreement.py`` check against the standard ensemble.
+    """
+    from ..experiments import autoattack
+
+    return autoattack(settings.aa_attacks, settings.aa_targets, seed=seed)
 
 
 def bootstrap_change(a, b):
     """The paired change ``mean(b) − mean(a)`` with the study's interval: a two-level bootstrap
-    (seeds, then points within seeds for (S, N) arrays) widened for few seeds."""
+    (seeds, and one set of points shared by the seeds for (S, N) arrays: every seed is measured on
+    the same test points) widened for few seeds."""
     from .. import stats
 
-    return stats.few_seeds(stats.paired_bootstrap(a, b, seed=0, alpha=2 * ALPHA))
+    return stats.few_seeds(stats.paired_bootstrap(a, b, seed=0, alpha=2 * ALPHA, crossed=True))
 
 
 def seed_matrix(frame, level: str, value: str):
@@ -360,13 +396,6 @@ def change_test(a, b, claim: str, margin: float | None = None, fmt: str = "+.1%"
     note = " (points only: 1 seed)" if seeds == 1 else ""
     text = f"Δ {result.estimate:{fmt}} [90% CI {lo:{fmt}}, {hi:{fmt}}], {where}{note}"
     return text, stats.verdict(claim, result, margin=margin, alpha=ALPHA)
-
-
-def spread_text(spread: float, n_seeds: int, fmt: str = ".1%") -> str:
-    """``"seed spread 1.2%, 2 seeds"``, or ``"1 seed: no spread"``."""
-    if n_seeds <= 1:
-        return "1 seed: no spread"
-    return f"seed spread {spread:{fmt}}, {n_seeds} seeds"
 
 
 def label(model: str) -> str:

@@ -1,16 +1,17 @@
 """Invariance → robustness (notebooks 01 and 02): rotation-augmented StdCNN / GCNN.
 
 Models trained with random rotations in [−θ, θ] are measured for invariance
-(accuracy on test data rotated up to φ), ℓ∞ PGD robustness, and the distance from
-test points to their decision boundary. The paper's claims tested here:
+(accuracy on test data rotated up to φ), ℓ∞ robustness under AutoAttack (point by point,
+with PGD beside it), and the distance from test points to their decision boundary. The
+paper's claims tested here, each by a paired change between the ends of the θ grid and a
+slope over the whole grid, over seeds (and test points where a table has them):
 
 (a) rotation augmentation improves invariance; (b) … but not ℓ∞ robustness, which
 drops on MNIST; (c) the distance to the decision boundary shrinks as θ grows.
 """
 from __future__ import annotations
 
-from .base import (PHIS, Claim, Study, Table, change_test, combine, label, models_in, paired_change,
-                   paired_points, seed_arrays, trend)
+from .base import PHIS, Claim, Study, Table, autoattack_of, change_over_grid, combine, ends, label, models_in
 
 ALL_THETAS = [0, 30, 60, 90, 120, 150, 180]
 AA = dict(aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3)  # the cheap AutoAttack (tests/test_autoattack.py)
@@ -101,19 +102,6 @@ def configs(settings, dataset: str = "mnist") -> list:
     return out
 
 
-def attack(settings, seed: int = 0):
-    """The attack every robust accuracy of the study is measured with: a factory ``model -> Attack``.
-
-    AutoAttack's standard ensemble at ``paper``; at ``cpu`` and ``smoke`` its APGD-CE
-    and APGD-T components with APGD-T's 3 most likely target classes, which a test
-    (``tests/test_autoattack.py``) shows within one point of the standard ensemble on
-    both model families at their informative budgets.
-    """
-    from ..experiments import autoattack
-
-    return autoattack(settings.aa_attacks, settings.aa_targets, seed=seed)
-
-
 def informative_eps(robustness, model: str) -> list[float]:
     """The budgets ε > 0 at which ``model``'s smallest-θ accuracy (mean over seeds) lies in [0.1, 0.9].
 
@@ -126,23 +114,15 @@ def informative_eps(robustness, model: str) -> list[float]:
     return [float(e) for e, a in at_lo.items() if low <= a <= high]
 
 
-def _ends(frame) -> tuple[float, float]:
-    return float(frame["theta"].min()), float(frame["theta"].max())
-
-
 def _invariance_improves(tables) -> tuple[str, str]:
     inv = tables["invariance"]
     phi = inv["phi"].max()
     at = inv[inv["phi"] == phi]
     parts, verdicts = [], []
     for m in models_in(at):
-        rows = at[at["model"] == m]
-        lo, hi = _ends(rows)
-        a, b, *_ = paired_change(rows, "theta", lo, hi, "accuracy")
-        end_text, end_verdict = change_test(*seed_arrays(rows, "theta", lo, hi, "accuracy"), "increase")
-        slope_text, slope_verdict = trend(rows, "theta", "accuracy", "increase", per=45, unit="°")
-        verdicts.append(combine([end_verdict, slope_verdict]))
-        parts.append(f"{label(m)} θ = {lo:g}° → {hi:g}°: {a:.1%} → {b:.1%} ({end_text}); {slope_text}")
+        text, verdict, lo, hi = change_over_grid(at[at["model"] == m], "theta", "accuracy", "increase", 45, "°")
+        verdicts.append(verdict)
+        parts.append(f"{label(m)} θ = {lo:g}° → {hi:g}°: {text}")
     return f"accuracy on test data rotated up to φ = {phi:g}°: " + "; ".join(parts), combine(verdicts)
 
 
@@ -152,7 +132,7 @@ def _robustness_drops(tables) -> tuple[str, str]:
     parts, verdicts = [], []
     for m in models_in(rob):
         rows = rob[rob["model"] == m]
-        lo, hi = _ends(rows)
+        lo, hi = ends(rows, "theta")
         budgets = informative_eps(rob, m)
         if not budgets:
             verdicts.append("inconclusive")
@@ -161,13 +141,10 @@ def _robustness_drops(tables) -> tuple[str, str]:
             continue
         chosen = rows[rows["eps"].isin(budgets)]
         mine = points[(points["model"] == m) & points["eps"].isin(budgets)]
-        a, b, *_ = paired_change(chosen, "theta", lo, hi, "accuracy")
-        end_text, end_verdict = change_test(*paired_points(mine, "theta", lo, hi), "decrease")
-        slope_text, slope_verdict = trend(chosen, "theta", "accuracy", "decrease", per=45, unit="°")
-        verdicts.append(combine([end_verdict, slope_verdict]))
-        attack_name = chosen["attack"].iloc[0]
-        parts.append(f"{label(m)}, {attack_name} at ε ∈ {{{', '.join(f'{e:g}' for e in budgets)}}}, "
-                     f"θ = {lo:g}° → {hi:g}°: {a:.1%} → {b:.1%} ({end_text}); {slope_text}")
+        text, verdict, lo, hi = change_over_grid(chosen, "theta", "accuracy", "decrease", 45, "°", points=mine)
+        verdicts.append(verdict)
+        parts.append(f"{label(m)}, {chosen['attack'].iloc[0]} at ε ∈ {{{', '.join(f'{e:g}' for e in budgets)}}}, "
+                     f"θ = {lo:g}° → {hi:g}°: {text}")
     return "robust accuracy, mean over the informative ε: " + "; ".join(parts), combine(verdicts)
 
 
@@ -180,23 +157,18 @@ def _distance_shrinks(tables) -> tuple[str, str]:
             rows = finite[(finite["model"] == m) & (finite["norm"] == norm)]
             if rows.empty:
                 continue
-            lo, hi = _ends(rows)
-            a, b, *_ = paired_change(rows, "theta", lo, hi, "distance")
-            end_text, end_verdict = change_test(*seed_arrays(rows, "theta", lo, hi, "distance"), "decrease",
-                                                fmt="+.3f")
-            slope_text, slope_verdict = trend(rows, "theta", "distance", "decrease", per=45, unit="°",
-                                              fmt="+.3f")
-            verdicts.append(combine([end_verdict, slope_verdict]))
-            parts.append(f"{label(m)} {NORMS.get(norm, norm)}, θ = {lo:g}° → {hi:g}°: {a:.3f} → {b:.3f} "
-                         f"({end_text}); {slope_text}")
+            text, verdict, lo, hi = change_over_grid(rows, "theta", "distance", "decrease", 45, "°",
+                                                     fmt=".3f", delta="+.3f")
+            verdicts.append(verdict)
+            parts.append(f"{label(m)} {NORMS.get(norm, norm)}, θ = {lo:g}° → {hi:g}°: {text}")
     return "mean distance to the boundary of the correctly classified points: " + "; ".join(parts), \
         combine(verdicts)
 
 
 _TESTS = ("both tests must agree: the paired change from the smallest to the largest θ (bootstrap over "
           "seeds{points}) and the slope over the whole θ grid (bootstrap over seeds), each one-sided at "
-          "level 0.05 (the 90% interval excludes 0); {claim} if both show {direction}, disagree if either "
-          "shows the opposite, else inconclusive")
+          "level 0.05 (the 90% interval excludes 0); {claim} if both show {direction}, disagree if both "
+          "show the opposite, else inconclusive")
 
 CLAIMS = (
     Claim("Rotation augmentation improves invariance",
@@ -230,7 +202,7 @@ class InvarianceStudy(Study):
     configs = staticmethod(configs)  # the module's training grid
 
     informative_eps = staticmethod(informative_eps)
-    attack = staticmethod(attack)
+    attack = staticmethod(autoattack_of)
     per_model = staticmethod(per_model)
 
 

@@ -1,0 +1,373 @@
+"""Spatial vs adversarial robustness (notebook 06): the NeurIPS 2021 trade-off, its Pareto front, CuSP.
+
+Kamath, Deshpande, Subrahmanyam and Balasubramanian's final version (*Can we have it
+all? On the Trade-off between Spatial and Adversarial Robustness of Neural Networks*,
+NeurIPS 2021) claims a trade-off in both directions and proposes CuSP, a curriculum of
+growing (rotation range, ε) stages, to move towards the Pareto front. Yang, Wang and
+Heinze-Deml (NeurIPS 2019) report no trade-off for worst-case spatial training.
+
+One model family is trained with several **recipes** (:data:`RECIPES`, each a set of
+:class:`~invrob.train.TrainConfig` fields — recipes are data, not code): natural;
+rotation augmentation; PGD adversarial training; both at once (rotate, then attack);
+Engstrom et al.'s worst-of-k spatial adversarial training; and CuSP. Each model is
+measured for clean accuracy, **spatial robustness** (Engstrom et al.'s grid of 31
+rotations in ±30° × 5 × 5 translations in ±3 px, a rotation-only grid over ±180°, a
+translation-only grid, worst-of-k random, random rotations) and **adversarial
+robustness** (AutoAttack-grade, as in the other studies), and the joint attack.
+
+Claims (each over seeds, with the studies' statistics, :mod:`invrob.studies.base`):
+(a) rotation augmentation lowers adversarial robustness progressively; (b) adversarial
+training lowers spatial robustness progressively — both measured with grid / AutoAttack
+numbers; (c) CuSP lies on or beyond the front of the fixed recipes; (d) worst-case spatial
+training buys spatial robustness without costing adversarial robustness (Yang et al.).
+"""
+from __future__ import annotations
+
+from .base import (ALPHA, Claim, Study, Table, bootstrap_change, change_over_grid, change_test, combine, label,
+                   models_in, seed_arrays)
+
+# Each recipe: the TrainConfig fields that differ from the profile's common ones. MNIST
+# budgets: CuSP's stages follow the authors' CIFAR-10 schedule (±120°, 2/255) → (±150°,
+# 4/255) → (±180°, 8/255), i.e. ε at 1/4, 1/2 and 1 of the final budget, switching where
+# the authors' learning rate drops (epochs 75 and 90 of 120 → 5/8 and 3/4 of the epochs).
+RECIPES = {
+    "natural": dict(),
+    "rotation 30°": dict(theta=30.0),
+    "rotation 180°": dict(theta=180.0),
+    "adversarial ε=0.1": dict(eps=0.1, warmup=True),
+    "adversarial ε=0.2": dict(eps=0.2, warmup=True),
+    "adversarial ε=0.3": dict(eps=0.3, warmup=True),
+    "joint 180°, ε=0.3": dict(theta=180.0, eps=0.3, warmup=True),
+    "worst-of-10 spatial": dict(spatial_attack={"k": 10, "max_angle": 30.0, "max_shift": 3.0}),
+    "CuSP": dict(curriculum=True),
+}
+CURRICULUM = "CuSP"
+WORST_CASE = "worst-of-10 spatial"
+
+SETTINGS = {
+    "smoke": dict(models=["lenet"], seeds=[0, 1], recipes=list(RECIPES), final_eps=0.3,
+                  train_size=2048, epochs=2, batch_size=128, optimizer="adam", lr=1e-2, weight_decay=5e-4,
+                  attack_steps=3, eps_warmup_epochs=0, test_size=256, spatial_size=32, attack_size=32,
+                  eps_attack=0.1, aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, worst_k=10, phi=180,
+                  grid_angles=7, grid_shifts=3, rotation_grid=13, cifar=False),
+    # The adversarial study's LeNet recipe (notebook 03), so its natural and adversarial
+    # models are reused from checkpoints; 5 seeds.
+    "cpu": dict(models=["lenet"], seeds=[0, 1, 2, 3, 4], recipes=list(RECIPES), final_eps=0.3,
+                train_size=15000, epochs=6, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
+                attack_steps=5, eps_warmup_epochs=2, test_size=1000, spatial_size=200, attack_size=100,
+                eps_attack=0.1, aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, worst_k=10, phi=180,
+                grid_angles=31, grid_shifts=5, rotation_grid=73, cifar=False),
+    "paper": dict(models=["lenet", "gcnn_p4"], seeds=[0, 1, 2, 3, 4], recipes=list(RECIPES), final_eps=0.3,
+                  train_size=None, epochs=30, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
+                  attack_steps=40, eps_warmup_epochs=5, test_size=None, spatial_size=1000, attack_size=1000,
+                  eps_attack=0.1, aa_attacks=None, aa_targets=None, worst_k=10, phi=180,
+                  grid_angles=31, grid_shifts=5, rotation_grid=73, cifar=False),
+}
+
+NB = "06_tradeoff"
+TAGS = ("model", "dataset", "theta", "eps_train", "seed", "recipe")
+MEASURES = {  # column of the accuracy table → what it measures
+    "clean": "clean accuracy",
+    "spatial_grid": "Engstrom grid (±30°, ±3 px)",
+    "rotation_grid": "rotation grid (±180°)",
+    "translation_grid": "translation grid (±3 px)",
+    "worst_of_k": "worst of k random rotations + translations",
+    "random_rotation": "random rotation up to φ",
+    "adversarial": "AutoAttack-grade ℓ∞ at ε",
+    "joint": "joint: worst-of-k spatial, then APGD-CE at ε",
+}
+TABLES = (
+    Table("history", NB, ("model", "recipe", "seed", "epoch", "train_acc")),
+    Table("accuracy", NB, (*TAGS, *MEASURES, "n_spatial", "n_attack")),
+    Table("robust_points", NB, (*TAGS, "eps", "point", "robust", "attack")),
+)
+SPATIAL, ADVERSARIAL = "spatial_grid", "adversarial"
+NO_COST_MARGIN = 0.03  # Yang et al.: an adversarial-accuracy loss under 3 points counts as no cost
+
+
+def configs(settings, dataset: str = "mnist") -> list:
+    """Every model × recipe × seed (the profile's ``recipes``, names of :data:`RECIPES`)."""
+    from ..train import TrainConfig
+    from ..errors import check_choice
+
+    S = settings
+    common = dict(dataset=dataset, epochs=S.epochs, batch_size=S.batch_size, optimizer=S.optimizer, lr=S.lr,
+                  weight_decay=S.weight_decay, attack_steps=S.attack_steps)
+    out = []
+    for m in S.models:
+        for name in S.recipes:
+            check_choice(name, RECIPES, "recipe")
+            fields = dict(RECIPES[name])
+            if fields.pop("curriculum", False):
+                fields["schedule"] = curriculum(S)
+            if fields.pop("warmup", False):
+                fields["eps_warmup_epochs"] = S.eps_warmup_epochs
+            out += [TrainConfig(model=m, seed=s, tag="", **common, **fields) for s in S.seeds]
+    return out
+
+
+def curriculum(settings) -> tuple:
+    """CuSP's stages for ``settings.epochs`` epochs up to ``final_eps`` (module docstring)."""
+    e, final = settings.epochs, settings.final_eps
+    first, second = max(1, round(e * 5 / 8)), max(2, round(e * 3 / 4))
+    if second <= first:
+        second = first + 1
+    stages = [(0, 120.0, final / 4), (first, 150.0, final / 2), (second, 180.0, final)]
+    return tuple(s for s in stages if s[0] < e)
+
+
+def recipe_of(config) -> str:
+    """The name in :data:`RECIPES` a config was built from."""
+    if config.schedule is not None:
+        return CURRICULUM
+    if config.spatial_attack is not None:
+        return WORST_CASE
+    for name, fields in RECIPES.items():
+        want = (fields.get("theta", 0.0), fields.get("eps", 0.0))
+        if not fields.get("curriculum") and "spatial_attack" not in fields and \
+                (config.theta, config.eps) == want:
+            return name
+    return f"θ={config.theta:g}°, ε={config.eps:g}"
+
+
+def per_recipe(trained, measure):
+    """``measure(models)`` for each recipe's ``(config, model)`` pairs, with a ``recipe`` column.
+
+    Recipes can share the tags of a table (CuSP ends at the joint recipe's θ and ε;
+    worst-of-k training has θ = ε = 0 like natural training), so every table of the
+    study is measured per recipe and labelled with its name.
+    """
+    import pandas as pd
+
+    groups = {}
+    for config, model in trained:
+        groups.setdefault(recipe_of(config), []).append((config, model))
+    return pd.concat([measure(pairs).assign(recipe=name) for name, pairs in groups.items()],
+                     ignore_index=True)
+
+
+def attack(settings, seed: int = 0):
+    """The AutoAttack-grade attack of the study (as the other studies')."""
+    from ..experiments import autoattack
+
+    return autoattack(settings.aa_attacks, settings.aa_targets, seed=seed)
+
+
+def spatial_attacks(settings) -> dict:
+    """The spatial measurements (names = :data:`MEASURES` keys) as factories ``model -> Attack``."""
+    import numpy as np
+
+    from ..attacks import SpatialGrid, WorstOfK
+
+    S = settings
+    grid = dict(rotations=np.linspace(-30, 30, S.grid_angles), translations=np.linspace(-3, 3, S.grid_shifts))
+    return {
+        "spatial_grid": lambda m: SpatialGrid(m, **grid),
+        "rotation_grid": lambda m: SpatialGrid(m, rotations=np.linspace(-180, 180, S.rotation_grid),
+                                               translations=[0.0]),
+        "translation_grid": lambda m: SpatialGrid(m, rotations=[0.0], translations=np.linspace(-3, 3, 7)),
+        "worst_of_k": lambda m: WorstOfK(m, k=S.worst_k, max_angle=30.0, max_shift=3.0, seed=0),
+    }
+
+
+def joint_attack(settings) -> dict:
+    """The joint attack (worst of k random rotations + translations, then APGD-CE at ``eps_attack``)."""
+    from ..attacks import APGD, JointAttack, WorstOfK
+
+    S = settings
+    return {"joint": lambda m: JointAttack(m, WorstOfK(m, k=S.worst_k, max_angle=30.0, max_shift=3.0, seed=0),
+                                           APGD(m, S.eps_attack, loss="ce", seed=0))}
+
+
+def accuracy_table(spatial, rotated, robustness, joint, eps_attack: float):
+    """One row per model: every measurement of :data:`MEASURES` side by side (+ ``recipe``).
+
+    ``spatial``/``joint``: :func:`invrob.experiments.attack_accuracy_table` rows;
+    ``rotated``: random-rotation accuracy (one φ); ``robustness``: AutoAttack-grade
+    summary with ε = 0 (clean) and ``eps_attack`` rows.
+    """
+    import pandas as pd
+
+    keys = ["model", "dataset", "theta", "eps_train", "seed", "recipe"]
+    wide = spatial.pivot_table(index=keys, columns="attack", values="accuracy").reset_index()
+    wide = wide.merge(spatial.groupby(keys)["n"].first().rename("n_spatial").reset_index(), on=keys)
+    wide = wide.merge(rotated[keys + ["accuracy"]].rename(columns={"accuracy": "random_rotation"}), on=keys)
+    clean = robustness[robustness["eps"] == 0][keys + ["accuracy", "n"]].rename(
+        columns={"accuracy": "clean", "n": "n_attack"})
+    adv = robustness[robustness["eps"] == eps_attack][keys + ["accuracy"]].rename(
+        columns={"accuracy": "adversarial"})
+    jt = joint.pivot_table(index=keys, columns="attack", values="accuracy").reset_index()
+    wide = wide.merge(clean, on=keys).merge(adv, on=keys).merge(jt, on=keys)
+    wide["eps_attack"] = eps_attack
+    return wide[[*keys, *MEASURES, "n_spatial", "n_attack", "eps_attack"]]
+
+
+# ---------------------------------------------------------------------- claims
+
+def _rows(acc, names):
+    return acc[acc["recipe"].isin(names)]
+
+
+def _adversarial_drops_with_rotation(tables) -> tuple[str, str]:
+    acc = tables["accuracy"]
+    names = ["natural", "rotation 30°", "rotation 180°"]
+    parts, verdicts = [], []
+    for m in models_in(acc):
+        rows = _rows(acc[acc["model"] == m], names)
+        if rows["theta"].nunique() < 2:
+            continue
+        text, verdict, lo, hi = change_over_grid(rows, "theta", ADVERSARIAL, "decrease", 45, "°")
+        verdicts.append(verdict)
+        parts.append(f"{label(m)} θ = {lo:g}° → {hi:g}°: {text}")
+    if not parts:
+        return "no rotation-only recipes in this run", "inconclusive"
+    at = f" at ε = {acc['eps_attack'].iloc[0]:g}" if "eps_attack" in acc else ""
+    return f"AutoAttack-grade robust accuracy{at} of the rotation-augmented recipes: " + "; ".join(parts), \
+        combine(verdicts)
+
+
+def _spatial_drops_with_eps(tables) -> tuple[str, str]:
+    acc = tables["accuracy"]
+    names = ["natural", "adversarial ε=0.1", "adversarial ε=0.2", "adversarial ε=0.3"]
+    parts, verdicts = [], []
+    for m in models_in(acc):
+        rows = _rows(acc[acc["model"] == m], names)
+        if rows["eps_train"].nunique() < 2:
+            continue
+        text, verdict, lo, hi = change_over_grid(rows, "eps_train", SPATIAL, "decrease", 0.1, " of ε")
+        verdicts.append(verdict)
+        parts.append(f"{label(m)} ε = {lo:g} → {hi:g}: {text}")
+    if not parts:
+        return "no adversarial recipes in this run", "inconclusive"
+    return "Engstrom grid accuracy (±30°, ±3 px) of the adversarially trained recipes: " + "; ".join(parts), \
+        combine(verdicts)
+
+
+def dominated_share(acc, model: str, n_boot: int = 2000, seed: int = 0) -> tuple[float, list[str]]:
+    """How often (share of bootstrap replicates over seeds) a fixed recipe dominates CuSP.
+
+    Each replicate draws every recipe's seeds with replacement and compares the recipes'
+    mean (spatial grid, adversarial) accuracies; CuSP is dominated when some fixed recipe
+    is at least as good in both and better in one (:func:`invrob.pareto.dominates`).
+    Returns the share and the fixed recipes that dominate CuSP's seed means.
+    """
+    import numpy as np
+
+    from ..pareto import dominates
+
+    rows = acc[acc["model"] == model]
+    per = {name: group[[SPATIAL, ADVERSARIAL]].to_numpy(dtype=float)
+           for name, group in rows.groupby("recipe", sort=False)}
+    if CURRICULUM not in per:
+        return float("nan"), []
+    fixed = [n for n in per if n != CURRICULUM]
+    means = {n: v.mean(0) for n, v in per.items()}
+    over = [n for n in fixed if dominates(means[n], means[CURRICULUM])]
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(n_boot):
+        draw = {n: v[rng.integers(0, len(v), len(v))].mean(0) for n, v in per.items()}
+        hits += any(dominates(draw[n], draw[CURRICULUM]) for n in fixed)
+    return hits / n_boot, over
+
+
+def _cusp_on_front(tables) -> tuple[str, str]:
+    acc = tables["accuracy"]
+    parts, verdicts = [], []
+    for m in models_in(acc):
+        rows = acc[acc["model"] == m]
+        if CURRICULUM not in set(rows["recipe"]) or rows["seed"].nunique() < 2:
+            parts.append(f"{label(m)}: no CuSP models, or one seed")
+            verdicts.append("inconclusive")
+            continue
+        share, over = dominated_share(acc, m)
+        c = rows[rows["recipe"] == CURRICULUM][[SPATIAL, ADVERSARIAL]].mean()
+        verdicts.append("agree" if share <= ALPHA else "disagree" if share >= 1 - ALPHA else "inconclusive")
+        parts.append(f"{label(m)}: CuSP at spatial {c[SPATIAL]:.1%}, adversarial {c[ADVERSARIAL]:.1%}; "
+                     f"dominated by {', '.join(over) if over else 'no fixed recipe'} on the seed means; "
+                     f"dominated in {share:.0%} of bootstrap replicates over seeds")
+    return "CuSP against the fixed recipes (Engstrom grid accuracy, AutoAttack-grade accuracy): " + \
+        "; ".join(parts), combine(verdicts)
+
+
+def _worst_case_no_tradeoff(tables) -> tuple[str, str]:
+    acc = tables["accuracy"]
+    parts, verdicts = [], []
+    for m in models_in(acc):
+        rows = _rows(acc[acc["model"] == m], ["natural", WORST_CASE])
+        if set(rows["recipe"]) != {"natural", WORST_CASE}:
+            continue
+        rows = rows.assign(arm=(rows["recipe"] == WORST_CASE).astype(int))
+        a, b = seed_arrays(rows, "arm", 0, 1, ADVERSARIAL)
+        if len(a) < 2:
+            verdicts.append("inconclusive")
+            parts.append(f"{label(m)}: 1 seed, no interval")
+            continue
+        s_text, s_v = change_test(*seed_arrays(rows, "arm", 0, 1, SPATIAL), "increase")
+        a_text, _ = change_test(a, b, "decrease")
+        low, high = bootstrap_change(a, b).ci
+        # no cost: the adversarial change is shown to lie above −margin (non-inferiority)
+        cost_v = "agree" if low > -NO_COST_MARGIN else "disagree" if high < -NO_COST_MARGIN else "inconclusive"
+        verdicts.append(combine([s_v, cost_v]))
+        parts.append(f"{label(m)}, natural → worst-of-10 spatial training: grid accuracy {s_text}; "
+                     f"AutoAttack-grade accuracy {a_text}")
+    if not parts:
+        return "no worst-case spatial recipe in this run", "inconclusive"
+    return "; ".join(parts), combine(verdicts)
+
+
+_TESTS = ("both must agree, one-sided at level 0.05: the paired change between the ends of the grid "
+          "(bootstrap over seeds) and the slope over the whole grid; agree if both show a decrease, "
+          "disagree if both show an increase, else inconclusive")
+
+CLAIMS = (
+    Claim("Rotation augmentation lowers adversarial robustness progressively",
+          "NeurIPS 2021 (a): as the range of rotation augmentation grows, adversarial robustness drops "
+          "progressively",
+          "per model, AutoAttack-grade robust accuracy at the chapter's ε of the natural and rotation-only "
+          "recipes, against θ; " + _TESTS,
+          ("accuracy",), _adversarial_drops_with_rotation),
+    Claim("Adversarial training lowers spatial robustness progressively (grid attack)",
+          "NeurIPS 2021 (b): as the ε of adversarial training grows, spatial robustness drops progressively",
+          "per model, accuracy under Engstrom et al.'s grid attack (31 rotations in ±30° × 5 × 5 "
+          "translations in ±3 px) of the natural and adversarial-only recipes, against ε; " + _TESTS,
+          ("accuracy",), _spatial_drops_with_eps),
+    Claim("CuSP lies on or beyond the front of the fixed recipes",
+          "NeurIPS 2021: the curriculum CuSP moves towards the Pareto front of spatial and adversarial "
+          "robustness",
+          f"per model, in (grid accuracy, AutoAttack-grade accuracy): the share of bootstrap replicates "
+          f"(seeds resampled per recipe) in which some fixed recipe — same epochs, data and PGD steps — "
+          f"dominates CuSP's mean; agree if at most {ALPHA:g}, disagree if at least {1 - ALPHA:g}, "
+          f"else inconclusive",
+          ("accuracy",), _cusp_on_front),
+    Claim("Worst-case spatial training has no trade-off",
+          "Yang, Wang, Heinze-Deml (NeurIPS 2019): training on worst-case transformations boosts spatial "
+          "robustness without a trade-off (here: against ℓ∞ robustness)",
+          f"per model, natural vs worst-of-10 spatial training, paired by seed: agree if grid accuracy "
+          f"rises (one-sided, level 0.05) and the AutoAttack-grade accuracy is shown to fall by less than "
+          f"{NO_COST_MARGIN:g} (lower end of its 90% interval above −{NO_COST_MARGIN:g}); disagree if it "
+          f"is shown to fall by more (upper end below −{NO_COST_MARGIN:g}) or grid accuracy is shown to "
+          f"fall; else inconclusive",
+          ("accuracy",), _worst_case_no_tradeoff),
+)
+
+
+class TradeoffStudy(Study):
+    name = "tradeoff"
+    title = "Spatial vs adversarial robustness: the trade-off and CuSP"
+    notebooks = (NB,)
+    profile_settings = SETTINGS
+    tables = TABLES
+    paper_claims = CLAIMS
+
+    configs = staticmethod(configs)
+    attack = staticmethod(attack)
+    recipe_of = staticmethod(recipe_of)
+    curriculum = staticmethod(curriculum)
+    spatial_attacks = staticmethod(spatial_attacks)
+    joint_attack = staticmethod(joint_attack)
+    accuracy_table = staticmethod(accuracy_table)
+    per_recipe = staticmethod(per_recipe)
+
+
+STUDY = TradeoffStudy()
