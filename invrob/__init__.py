@@ -8,7 +8,8 @@ the layers before it; ``tests/test_layering.py`` checks it):
 2. :mod:`invrob.data` — MNIST / CIFAR-10 as tensors in [0, 1];
    :mod:`invrob.metrics` — accuracy, bootstrap intervals, subspace angles;
    :mod:`invrob.stats` — paired bootstraps over seeds and points, equivalence and one-sided tests;
-   :mod:`invrob.pareto` — Pareto fronts of two robustness axes
+   :mod:`invrob.pareto` — Pareto fronts of two robustness axes;
+   :mod:`invrob.theory` — a toy cyclic-group model where invariance costs ℓ∞ robustness (closed forms)
 3. :mod:`invrob.rotations` — batched rotations, rotated accuracy, the rotation tangent;
    :mod:`invrob.transforms` — translations and rotation + translation;
    :mod:`invrob.models` — StdCNN, GCNN (e2cnn), LeNet, Madry net, ResNet-18

@@ -321,6 +321,31 @@ def record_time(profile: str, notebook: str, seconds: float, workdir: Path | Non
     return atomic_to_csv(row.sort_values("notebook"), path)
 
 
+MODEL_KEYS = ["model", "dataset", "theta", "eps_train", "seed", "epoch", "seconds"]
+
+
+def training_minutes(results: Path | str) -> dict[str, float]:
+    """Minutes of training of each notebook's models, from its ``history.csv`` (``seconds`` per epoch).
+
+    A model several notebooks use (chapter 05 reuses chapter 03's) is counted once, for
+    the first notebook that lists it: its epochs carry the same recorded seconds in every
+    history, whichever notebook loaded it from the checkpoint.
+    """
+    import pandas as pd
+
+    seen, minutes = set(), {}
+    for path in sorted(Path(results).glob("[0-9][0-9]_*/history.csv")):
+        history = pd.read_csv(path)
+        if "seconds" not in history:
+            continue
+        keys = [k for k in MODEL_KEYS if k in history]
+        rows = list(history[keys].itertuples(index=False, name=None))
+        fresh = [r not in seen for r in rows]
+        seen.update(rows)
+        minutes[path.parent.name] = float(history.loc[fresh, "seconds"].sum()) / 60
+    return minutes
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m invrob.runbook") -> int:
     """``invrob run``: exit 0 when every notebook ran, 1 when one failed, 2 on bad options."""
     checkout = is_checkout()

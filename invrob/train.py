@@ -17,7 +17,11 @@ transformed:
 - **worst-of-k spatial adversarial training** (``spatial_attack``, Engstrom et
   al. 2019): each image is replaced by the worst of k random rotations +
   translations (:class:`invrob.attacks.WorstOfK`, misclassified if any, else
-  the largest cross-entropy), with k and the ranges in the config.
+  the largest cross-entropy), with k and the ranges in the config. With
+  ``"invariance": λ > 0`` the loss gains Yang, Wang and Heinze-Deml's (NeurIPS
+  2019) invariance-inducing regulariser, ``λ · ‖f(x) − f(x')‖²₂ / C`` between the
+  logits of the untransformed image and of its worst-of-k transform ``x'``
+  (squared ℓ2 per example, divided by the C classes, averaged over the batch).
 
 They compose, in this order: rotate each image by a random angle in
 ``[-θ, θ]``, then the worst-of-k spatial transformation, then PGD at ε **on the
@@ -89,7 +93,7 @@ ATTACK_FIELDS = ("attack_steps", "attack_alpha", "eps_warmup_epochs")
 # while they hold their default (None), so every earlier config keeps its hash,
 # its slug and therefore its checkpoint folder.
 OPTIONAL_FIELDS = ("schedule", "spatial_attack", "lr_milestones")
-SPATIAL_ATTACK_DEFAULTS = {"k": 10, "max_angle": 30.0, "max_shift": 3.0}
+SPATIAL_ATTACK_DEFAULTS = {"k": 10, "max_angle": 30.0, "max_shift": 3.0, "invariance": 0.0}
 # The curriculum of the authors' cusp_cifar10.py: (start epoch, θ in degrees, ε) of 120 epochs.
 CUSP_SCHEDULE = ((0, 120.0, 2 / 255), (75, 150.0, 4 / 255), (90, 180.0, 8 / 255))
 _KEYS = ("format", "version", "config", "epoch", "done", "model_state", "history")
@@ -159,9 +163,13 @@ def _check_spatial_attack(options: Any) -> dict:
                           f"(or None), got {options!r}")
     values = {**SPATIAL_ATTACK_DEFAULTS, **options}
     check_positive_int(values["k"], "spatial_attack['k']")
-    return {"k": int(values["k"]),
-            "max_angle": check_theta(values["max_angle"], "spatial_attack['max_angle']") + 0.0,
-            "max_shift": check_eps(values["max_shift"], "spatial_attack['max_shift']") + 0.0}
+    checked = {"k": int(values["k"]),
+               "max_angle": check_theta(values["max_angle"], "spatial_attack['max_angle']") + 0.0,
+               "max_shift": check_eps(values["max_shift"], "spatial_attack['max_shift']") + 0.0}
+    weight = _positive_float(values["invariance"], "spatial_attack['invariance']", allow_zero=True)
+    if weight > 0:  # left out at 0, so unregularised configs keep their digests
+        checked["invariance"] = weight
+    return checked
 
 
 def _check_milestones(milestones: Any, epochs: int) -> tuple:
@@ -195,7 +203,8 @@ class TrainConfig:
       PGD step), else α = 2.5 ε / steps per stage.
     - ``spatial_attack``: ``{"k": 10, "max_angle": 30.0, "max_shift": 3.0}``
       (any subset; missing keys take these defaults, Engstrom et al.'s) for
-      worst-of-k spatial adversarial training; ``None``: off.
+      worst-of-k spatial adversarial training, plus ``"invariance": λ`` for
+      Yang et al.'s regulariser (module docstring; default 0: off); ``None``: off.
     - ``lr_milestones``: with ``lr_schedule="step"``, the epochs at which the
       learning rate is multiplied by 0.1 (default: 50 % and 75 % of the epochs).
 
@@ -315,7 +324,8 @@ class TrainConfig:
         that differ only in, say, epochs or optimiser never share a checkpoint folder.
         """
         recipe = ("-sched" if self.schedule is not None else "") + \
-            (f"-worst{self.spatial_attack['k']}" if self.spatial_attack is not None else "")
+            (f"-worst{self.spatial_attack['k']}" if self.spatial_attack is not None else "") + \
+            ("-reg" if (self.spatial_attack or {}).get("invariance") else "")
         base = f"{self.model}-{self.dataset}-theta{self.theta:g}-eps{self.eps:g}{recipe}-seed{self.seed}"
         return "-".join([base, *([self.tag] if self.tag else []), self.digest()[:8]])
 
@@ -713,6 +723,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         spatial = WorstOfK(model, config.spatial_attack["k"], config.spatial_attack["max_angle"],
                            config.spatial_attack["max_shift"], generator=generator,
                            batch_size=config.batch_size * config.spatial_attack["k"])
+    invariance = (config.spatial_attack or {}).get("invariance", 0.0)
     n = len(x)
     data_device = device if _fits_on_gpu(x, device) else x.device
     x_data, y_data = x.to(data_device), y.to(data_device)
@@ -738,6 +749,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
             yb = y_data[index].to(device, non_blocking=True)
             if theta > 0:
                 xb = random_rotate(xb, theta, generator=generator)
+            untransformed = xb
             if spatial is not None:
                 with attack_mode(model):   # eval mode, frozen weights; train mode restored
                     xb = spatial.perturb(xb, yb)[0]
@@ -748,6 +760,8 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
             optimizer.zero_grad(set_to_none=True)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
+            if invariance:
+                loss = loss + invariance * invariance_penalty(model(untransformed), logits)
             loss.backward()
             optimizer.step()
             step += 1
@@ -793,6 +807,11 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         # The resume state (optimizer, RNG) is no longer needed; it doubles the disk use.
         (run / "last.pt").unlink(missing_ok=True)
     return model.eval(), pd.DataFrame(history)
+
+
+def invariance_penalty(logits: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
+    """Yang et al.'s invariance regulariser: mean over the batch of ‖f(x) − f(x')‖²₂ / C."""
+    return (logits - transformed).pow(2).mean(1).mean()
 
 
 def _progress(enabled: bool, desc: str, total: int):

@@ -24,3 +24,10 @@ def mnist_test():
 def mnist_train():
     from invrob.data import load_mnist
     return load_mnist(train=True)
+
+
+def pytest_collection_modifyitems(items):
+    """Run the tests that wait for the second-kernel smoke run (tests/test_notebooks.py, fixture
+    ``alt_run``) last: that run works in the background on the other core meanwhile, instead of
+    the suite idling while it finishes."""
+    items.sort(key=lambda item: "alt_run" in getattr(item, "fixturenames", ()))

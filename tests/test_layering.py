@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "invrob"
 # Lower layers first; a module may import its own layer or any layer below.
 LAYERS = [
     {"errors", "utils"},
-    {"data", "metrics", "stats", "pareto"},
+    {"data", "metrics", "stats", "pareto", "theory"},
     {"rotations", "transforms", "models"},
     {"attacks"},
     {"train", "geometry"},

@@ -85,8 +85,8 @@ def test_every_study_has_its_notebooks_and_every_notebook_a_study():
     stems = [nb.stem for nb in NOTEBOOKS]
     owned = [name for study in studies.all_studies() for name in study.notebooks]
     assert set(owned) <= set(stems), f"a study names a notebook that does not exist: {set(owned) - set(stems)}"
-    assert set(stems) - set(owned) == {"00_setup", "05_verdict"}, "a notebook belongs to no study"
-    assert stems[0] == "00_setup" and stems[-1] == "05_verdict"  # setup first, the verdict last
+    assert set(stems) - set(owned) == {"00_setup", "06_verdict"}, "a notebook belongs to no study"
+    assert stems[0] == "00_setup" and stems[-1] == "06_verdict"  # setup first, the verdict last
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda nb: nb.stem)
@@ -274,7 +274,10 @@ TABLES = {
     "04_perturbation_geometry": {"subspace_cosines": ["model", "eps_train", "comparison", "k", "mean_cosine"],
                                  "tangent_cosines": ["model", "eps_train", "seed", "point", "adversarial"],
                                  "directional": ["model", "eps_train", "seed", "point", "along_tangent"]},
+    "05_tradeoff": {"accuracy": ["model", "recipe", "seed", "clean", "spatial_grid", "adversarial"],
+                    "robust_points": ["model", "recipe", "seed", "eps", "point", "robust"]},
 }
+KEYS = {("05_tradeoff", "accuracy"): ["model", "recipe", "seed"]}  # wide tables: one row per model
 
 
 @pytest.mark.parametrize("notebook", sorted(TABLES))
@@ -282,7 +285,7 @@ def test_results_are_tidy_tables(smoke, notebook):
     for table, columns in TABLES[notebook].items():
         frame = pd.read_csv(smoke["main"] / "results" / "smoke" / notebook / f"{table}.csv")
         assert set(columns) <= set(frame.columns) and len(frame) > 0
-        keys = [c for c in frame.columns if c not in ("accuracy", "gap", "distance", "mean_cosine", "conditional",
+        keys = KEYS.get((notebook, table)) or [c for c in frame.columns if c not in ("accuracy", "gap", "distance", "mean_cosine", "conditional",
                                                        "max_cosine", "n", "robust", "adversarial", "random_sign",
                                                        "gradient", "along_tangent", "along_random", "gradient_norm")
                 and not c.startswith(("mean", "median"))]
@@ -299,6 +302,13 @@ def test_smoke_measurements_are_sane(smoke):
         assert (accuracy[1:] <= accuracy[:-1] + 1e-9).all(), "robust accuracy must not rise with ε"
     cosines = pd.read_csv(results / "04_perturbation_geometry" / "subspace_cosines.csv")
     assert cosines["mean_cosine"].between(0, 1 + 1e-9).all()
+    # the trade-off study: every measurement an accuracy; a grid that contains a transformation never
+    # scores above it (the identity is in every grid; the ±30° rotations are in Engstrom's grid)
+    trade = pd.read_csv(results / "05_tradeoff" / "accuracy.csv")
+    from invrob.studies.tradeoff import MEASURES
+    assert trade[list(MEASURES)].stack().between(0, 1).all()
+    assert (trade["spatial_grid"] <= trade["rotation_30"] + 1e-9).all()
+    assert (trade["rotation_30"] <= trade["clean"] + 1e-9).all() and (trade["rotation_grid"] <= trade["clean"] + 1e-9).all()
 
 
 def test_book_builds_without_warnings(smoke):

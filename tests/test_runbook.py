@@ -183,3 +183,19 @@ def test_the_verdict_notebook_runs_after_every_study(tmp_path):
     for name in ("00_setup", "01_a", "05_verdict", "06_tradeoff", "notes"):
         (tmp_path / f"{name}.ipynb").write_text("{}")
     assert [p.stem for p in study_notebooks(tmp_path)] == ["00_setup", "01_a", "06_tradeoff", "05_verdict"]
+
+
+def test_training_minutes_counts_a_shared_model_once(tmp_path):
+    import pandas as pd
+
+    from invrob.runbook import training_minutes
+
+    def history(folder, models):
+        (tmp_path / folder).mkdir()
+        pd.DataFrame([dict(model="lenet", dataset="mnist", theta=t, eps_train=e, seed=0, epoch=k, seconds=30.0)
+                      for t, e in models for k in (1, 2)]).to_csv(tmp_path / folder / "history.csv", index=False)
+
+    history("03_robustness_vs_invariance", [(0, 0.0), (0, 0.3)])
+    history("05_tradeoff", [(0, 0.3), (180, 0.3)])  # reuses 03's ε = 0.3 model, trains one more
+    (tmp_path / "02_decision_boundary_distance").mkdir()  # no history: no entry
+    assert training_minutes(tmp_path) == {"03_robustness_vs_invariance": 2.0, "05_tradeoff": 1.0}

@@ -331,3 +331,40 @@ def test_spatial_attacks_run_with_float64_default_dtype():
             assert x_adv.dtype == torch.float64 and x_adv.shape == x.shape
     finally:
         torch.set_default_dtype(before)
+
+
+# ------------------------------------------------------------------ survives: the accuracy without the full grid
+class Counting(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, z):
+        self.images += len(z)
+        return self.model(z)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: SpatialGrid(m, batch_size=97),
+    lambda m: SpatialGrid(m, rotations=np.linspace(-180, 180, 13), translations=[0.0], batch_size=50),
+    lambda m: WorstOfK(m, k=6, seed=2, batch_size=64),
+], ids=["engstrom", "rotations", "worst-of-k"])
+def test_survives_is_the_accuracy_of_the_attack_at_a_fraction_of_the_cost(ncm, mnist, make):
+    x, y = mnist[0][:60], mnist[1][:60]
+    counted = Counting(ncm)
+    full = make(counted)
+    survivors = full.survives(x, y)
+    cheap = counted.images
+    counted.images = 0
+    grid = make(counted)
+    everything = grid.correct_grid(x, y).all(0) if hasattr(grid, "correct_grid") else None
+    assert everything is None or torch.equal(survivors, everything)
+    assert survivors.float().mean().item() == pytest.approx(accuracy(ncm, make(ncm)(x, y), y), abs=1e-12)
+    if everything is not None:
+        assert cheap < counted.images  # fooled points stopped being transformed
+    assert survivors.dtype == torch.bool and survivors.shape == (60,)
+
+
+def test_survives_checks_its_batch(ncm):
+    with pytest.raises(InvrobError):
+        SpatialGrid(ncm).survives(torch.full((2, 1, 28, 28), float("nan")), torch.zeros(2, dtype=torch.long))

@@ -22,11 +22,12 @@ from invrob.errors import InvrobError
 from invrob.experiments import summarize_points
 from invrob.studies import adversarial, invariance
 from invrob.studies.adversarial import COSINE_MARGIN, GAP_MARGIN
+from test_tradeoff import accuracy as tradeoff_accuracy  # the trade-off study's hand-made table
 from invrob.studies.base import (both, bootstrap_change, bottom_line, change_test, combine, markdown_table,
                                  paired_points, seed_arrays)
 
 REPO = Path(__file__).resolve().parent.parent
-INV, ADV = studies.get("invariance"), studies.get("adversarial")
+INV, ADV, TRADE = studies.get("invariance"), studies.get("adversarial"), studies.get("tradeoff")
 SEEDS = (0, 1, 2, 3, 4)
 ONE_SEED = (0,)
 
@@ -244,8 +245,22 @@ def synthetic():
     rob3 = summarize_points(points3)
     pgd3 = summarize_points(points3.assign(robust=np.maximum(points3["robust"], points3["point"] % 5 == 0),
                                            attack="PGD-20"))
+    # the trade-off study (notebook 05): adversarial accuracy drops with θ, the Engstrom grid starts at its
+    # floor, the rotation grid drops with ε, the joint recipe dominates CuSP, worst-case spatial training
+    # costs ℓ∞ robustness and keeps clean accuracy
+    trade = tradeoff_accuracy({
+        "natural": dict(adversarial=0.40, spatial_grid=0.02, rotation_30=0.50, clean=0.99),
+        "rotation 30°": dict(adversarial=0.30, spatial_grid=0.10),
+        "rotation 180°": dict(adversarial=0.20, spatial_grid=0.30),
+        "adversarial ε=0.1": dict(adversarial=0.55, spatial_grid=0.015, rotation_30=0.45),
+        "adversarial ε=0.2": dict(adversarial=0.65, spatial_grid=0.01, rotation_30=0.40),
+        "adversarial ε=0.3": dict(adversarial=0.70, spatial_grid=0.005, rotation_30=0.35),
+        "joint 180°, ε=0.3": dict(adversarial=0.50, spatial_grid=0.40),
+        "worst-of-10 spatial": dict(adversarial=0.20, spatial_grid=0.60, clean=0.97),
+        "worst-of-10 + regulariser": dict(adversarial=0.25, spatial_grid=0.65, clean=0.985),
+        "CuSP": dict(adversarial=0.45, spatial_grid=0.35, rotation_grid=0.60)}, noise=0.002)
     return dict(S1=S1, S3=S3, inv=inv, points=points, rob=rob, vs_pgd1=overstated(rob, pgd, "theta"), dist=dist,
-                inv3=inv3, worst=worst, vs_pgd3=overstated(rob3, pgd3, "eps_train"),
+                inv3=inv3, worst=worst, vs_pgd3=overstated(rob3, pgd3, "eps_train"), trade=trade,
                 tangents=tangents(0.0, seed_noise=0.003, eps_train=e3),
                 geo=subspace_cosines(S3.pca_k, eps_train=e3), directional=directional(eps_train=e3))
 
@@ -311,15 +326,18 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
     chapters.update(chapter_verdicts(text3))
     chapters.update(chapter_verdicts(run_cell(closing_cell("04_perturbation_geometry"), dict(
         common, study=ADV, S=t["S3"], geometry=t["geo"], tangents=t["tangents"], directional=t["directional"]))))
+    chapters.update(chapter_verdicts(run_cell(closing_cell("05_tradeoff"), dict(
+        common, study=TRADE, accuracy=t["trade"]))))
 
     # the tables as the notebooks write them, read back by the verdict page's own cells
     for study, name, frame in [(INV, "invariance", t["inv"]), (INV, "robust_points", t["points"]),
                                (INV, "robustness", t["rob"]), (INV, "distances", t["dist"]),
                                (ADV, "invariance", t["inv3"]), (ADV, "worst_of_k", t["worst"]),
-                               (ADV, "subspace_cosines", t["geo"]), (ADV, "tangent_cosines", t["tangents"])]:
+                               (ADV, "subspace_cosines", t["geo"]), (ADV, "tangent_cosines", t["tangents"]),
+                               (TRADE, "accuracy", t["trade"])]:
         (tmp_path / study.table(name).notebook).mkdir(exist_ok=True)
         study.save(name, frame, tmp_path / study.table(name).notebook)
-    page = notebook_cells("05_verdict")
+    page = notebook_cells("06_verdict")
     assert len(page) == 2 and "read_tables" in page[0] and "bottom_line" in page[1]
     namespace = dict(profile="cpu", results_root=str(tmp_path))
     text = "\n".join(run_cell(cell, namespace) for cell in page)
@@ -329,10 +347,13 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
                 SHRINKS: "agree",
                 UNCHANGED: "disagree",  # the relative gap grows by 30%
                 SPATIAL: "agree",
-                ORTHOGONAL: "agree"}
+                ORTHOGONAL: "agree",
+                **dict(zip((c.claim for c in TRADE.paper_claims),
+                           ["agree", "inconclusive", "agree", "disagree", "agree", "agree", "agree"]))}
     assert chapters == expected
     assert verdict_page_verdicts(text) == expected
-    assert "4 of 6 claims agree, 1 disagrees, 1 is inconclusive at the cpu profile" in text
+    assert ("8 of 12 claims agree, 2 disagree, 2 are inconclusive at the cpu profile (and 1 post-hoc row, "
+            "exploratory, not counted)." in text)
     assert studies.STATS_RULE in text and studies.COMBINE_RULE in text
     assert "the gap grows: invariance drops (arXiv v1)" in text3
     written = pd.read_csv(tmp_path / "verdict.csv")
@@ -372,9 +393,9 @@ def test_verdict_page_states_the_statistics_and_the_bottom_line():
     rows = pd.DataFrame([dict(study=s.name, claim=c.claim, paper=c.paper, measured="m", rule=c.rule,
                               verdict=v) for s in studies.all_studies()
                          for c, v in zip(s.paper_claims, ["agree", "disagree", "inconclusive"])])
-    text = run_cell(notebook_cells("05_verdict")[-1], dict(verdict=rows, profile="paper", studies=studies))
+    text = run_cell(notebook_cells("06_verdict")[-1], dict(verdict=rows, profile="paper", studies=studies))
     assert f"{studies.STATS_RULE} {studies.COMBINE_RULE}" in text
-    assert "**Bottom line.** 2 of 6 claims agree, 2 disagree, 2 are inconclusive at the paper profile." in text
+    assert "**Bottom line.** 3 of 9 claims agree, 3 disagree, 3 are inconclusive at the paper profile." in text
     assert verdict_page_verdicts(text) == dict(zip(rows["claim"], rows["verdict"]))
     assert "### Invariance → robustness (notebooks 01, 02)" in text
 
@@ -860,7 +881,7 @@ def test_claims_need_at_least_one_judgeable_table(tables):
 
 
 def test_every_study_names_real_notebooks_and_unique_tables():
-    assert list(studies.STUDIES) == ["invariance", "adversarial"]
+    assert list(studies.STUDIES) == ["invariance", "adversarial", "tradeoff"]
     for study in studies.all_studies():
         for notebook in study.notebooks:
             assert (REPO / "notebooks" / f"{notebook}.ipynb").exists(), notebook
@@ -868,8 +889,16 @@ def test_every_study_names_real_notebooks_and_unique_tables():
         assert study.claim_tables() and len(study.paper_claims) >= 2
     assert INV.claim_tables() == ["invariance", "robust_points", "robustness", "distances"]
     assert ADV.claim_tables() == ["invariance", "worst_of_k", "subspace_cosines", "tangent_cosines"]
-    with pytest.raises(InvrobError, match="unknown study 'tradeoff'"):
-        studies.get("tradeoff")
+    assert TRADE.claim_tables() == ["accuracy"]
+    with pytest.raises(InvrobError, match="unknown study 'trade-off'"):
+        studies.get("trade-off")
+
+
+def test_bottom_line_names_post_hoc_rows_without_counting_them():
+    rows = pd.DataFrame([dict(claim="a", verdict="agree"), dict(claim="b (post hoc)", verdict="agree"),
+                         dict(claim="c", verdict="disagree")])
+    assert bottom_line(rows, "cpu") == ("1 of 2 claims agrees, 1 disagrees, 0 are inconclusive at the cpu profile "
+                                        "(and 1 post-hoc row, exploratory, not counted).")
 
 
 def test_markdown_table_and_bottom_line():

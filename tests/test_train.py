@@ -540,7 +540,35 @@ def test_worst_of_k_training_uses_the_worst_transformation(subset, monkeypatch):
     assert calls == [(2, 30.0, 1.5, 32, False)] * 2   # once per batch, in eval mode
 
 
+def test_invariance_regulariser(subset, tmp_path, monkeypatch):
+    """Yang et al.'s term: λ · mean ‖f(x) − f(x')‖²/C on the untransformed batch and its worst transform."""
+    import invrob.train as train_module
+    x, y = subset
+    plain = small(epochs=2, spatial_attack={"k": 3}, max_batches_per_epoch=3)
+    zero = small(epochs=2, spatial_attack={"k": 3, "invariance": 0.0}, max_batches_per_epoch=3)
+    regularised = small(epochs=2, spatial_attack={"k": 3, "invariance": 2.0}, max_batches_per_epoch=3)
+    assert zero == plain and zero.digest() == plain.digest()  # λ = 0 is the plain recipe, same checkpoint
+    assert regularised.spatial_attack["invariance"] == 2.0 and "-worst3-reg-" in regularised.slug()
+    logits, other = torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [3.0, 1.0]])
+    assert train_module.invariance_penalty(logits, other).item() == pytest.approx(((4 / 2) + (10 / 2)) / 2)
+    # the penalty sees the untransformed batch and the transformed one the loss is taken on
+    seen = []
+    original = train_module.invariance_penalty
+    monkeypatch.setattr(train_module, "invariance_penalty",
+                        lambda a, b: seen.append((a.shape, b.shape)) or original(a, b))
+    straight, _ = train(regularised, x, y, checkpoint_dir=tmp_path / "a", progress=False)
+    assert seen == [((32, 10), (32, 10))] * 6  # every batch: 2 epochs × 3 batches
+    unregularised, _ = train(plain, x, y, progress=False)
+    assert weights_differ(straight, unregularised)
+    with pytest.raises(Interrupt):  # resumes bit for bit like the plain recipe
+        train(regularised, x, y, checkpoint_dir=tmp_path / "b", progress=False, callbacks=[stop_after(1)])
+    resumed, _ = train(regularised, x, y, checkpoint_dir=tmp_path / "b", progress=False)
+    assert_same_weights(straight, resumed)
+
+
 @pytest.mark.parametrize("kw, message", [
+    (dict(spatial_attack={"invariance": -1.0}), r"spatial_attack\['invariance'\] must be a finite number >= 0"),
+    (dict(spatial_attack={"invariance": float("nan")}), r"spatial_attack\['invariance'\]"),
     (dict(schedule=((0, 30, 0.1), (0, 60, 0.2))), "sorted by start epoch"),
     (dict(schedule=((0, 30, 0.1), (2, 60, 0.2), (1, 90, 0.3))), "sorted by start epoch"),
     (dict(schedule=((1, 30, 0.1),)), "first schedule stage must start at epoch 0"),

@@ -155,6 +155,34 @@ def _transform_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, angles
     return correct, losses
 
 
+@torch.no_grad()
+def _survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, angles: torch.Tensor, shifts: torch.Tensor,
+               batch_size: int) -> torch.Tensor:
+    """(N,): is sample n classified correctly under every transformation t?
+
+    The same images and forward passes as :func:`_transform_scores` (``.all(0)`` of its
+    correctness), except that a sample is no longer transformed once one transformation
+    fools the model: on a model that most transformations fool, a large grid then costs
+    a few of its transformations per point, not all of them.
+    """
+    t_count, n = angles.shape
+    alive = torch.ones(n, dtype=torch.bool, device=x.device)
+    t = 0
+    with eval_mode(model):
+        while t < t_count:
+            live = alive.nonzero().squeeze(1)
+            if len(live) == 0:
+                break
+            rows = torch.arange(t, min(t + max(1, batch_size // len(live)), t_count), device=x.device)
+            t += len(rows)
+            pair_t, pair_n = rows.repeat_interleave(len(live)), live.repeat(len(rows))
+            for start in range(0, len(pair_t), batch_size):
+                tt, nn_ = pair_t[start:start + batch_size], pair_n[start:start + batch_size]
+                logits = model(rotate_translate(x[nn_], angles[tt, nn_], shifts[tt, nn_]))
+                alive[nn_[logits.argmax(1) != y[nn_]]] = False
+    return alive
+
+
 def _pick_worst(correct: torch.Tensor, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample (column): the index of the worst transformation, and whether it fools.
 
@@ -197,6 +225,18 @@ class _SpatialSearch(Attack):
         with attack_mode(self.model):
             angles, shifts, fooled = self._worst(x.detach().to(device), y.to(device))
         return angles.to(x.device), shifts.to(x.device), fooled.to(x.device)
+
+    def survives(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Boolean (N,) on ``x``'s device: is sample n classified correctly under every
+        transformation of the set? (The attack's accuracy is its mean.) The same answer
+        as classifying the attack's output, without evaluating a sample's remaining
+        transformations once one fools the model. Checks the batch; model in attack mode."""
+        check_model_inputs(self.model, x, y, **self.input_rules)
+        device = model_device(self.model)
+        with attack_mode(self.model):
+            xd, yd = x.detach().to(device), y.to(device)
+            angles, shifts = self._candidates(len(xd), device)
+            return _survivors(self.model, xd, yd, angles, shifts, self.batch_size).to(x.device)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.perturb(x, y)[0]

@@ -6,6 +6,7 @@ one ``_toc.yml`` line. Studies are listed in the order of their first notebook.
 
 - :mod:`invrob.studies.invariance` — notebooks 01, 02: does rotation invariance cost ℓ∞ robustness?
 - :mod:`invrob.studies.adversarial` — notebooks 03, 04: does ℓ∞ robustness change rotation invariance?
+- :mod:`invrob.studies.tradeoff` — notebook 05: the spatial–adversarial trade-off, its Pareto front, CuSP.
 
 Typical use::
 

@@ -423,15 +423,25 @@ def markdown_table(rows, columns: Iterable[str] = ("claim", "paper", "measured",
     return "\n".join(lines)
 
 
+POST_HOC = "(post hoc)"  # in a claim's name: a row added after seeing the data it judges
+
+
 def bottom_line(rows, profile: str) -> str:
-    """``"2 of 5 claims agree, 1 disagrees, 2 are inconclusive at the smoke profile."``"""
-    counts = rows["verdict"].value_counts()
+    """``"2 of 5 claims agree, 1 disagrees, 2 are inconclusive at the smoke profile."``
+
+    Rows whose claim is marked :data:`POST_HOC` are exploratory: not counted, only named.
+    """
+    post_hoc = rows["claim"].str.contains(POST_HOC, regex=False)
+    counts = rows.loc[~post_hoc, "verdict"].value_counts()
     agree, disagree, unsure = (int(counts.get(v, 0)) for v in VERDICTS)
-    total = len(rows)
+    total = int((~post_hoc).sum())
+    extra = int(post_hoc.sum())
     return (f"{agree} of {total} claim{'s' if total != 1 else ''} "
             f"agree{'s' if agree == 1 else ''}, "
             f"{disagree} disagree{'s' if disagree == 1 else ''}, "
-            f"{unsure} {'is' if unsure == 1 else 'are'} inconclusive at the {profile} profile.")
+            f"{unsure} {'is' if unsure == 1 else 'are'} inconclusive at the {profile} profile"
+            + (f" (and {extra} post-hoc row{'s' if extra != 1 else ''}, exploratory, not counted)." if extra
+               else "."))
 
 
 def findings(rows, profile: str) -> str:

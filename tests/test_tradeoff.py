@@ -1,0 +1,249 @@
+"""invrob.studies.tradeoff: the recipes as data, the accuracy table, and each claim on known answers.
+
+The claim tests build one hand-made ``accuracy`` table per case (five seeds, seed noise
+from :func:`centred`, so the designed mean effect is exact): a clear effect in the
+claimed direction agrees, the opposite disagrees, an effect buried in seed noise or a
+single seed is inconclusive, and a measurement that starts at its floor cannot drop.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from invrob import studies
+from invrob.errors import InvrobError
+from invrob.studies import tradeoff
+from invrob.studies.tradeoff import CURRICULUM, MEASURES, RECIPES, REGULARISED, WORST_CASE
+
+TRADE, ADV = studies.get("tradeoff"), studies.get("adversarial")
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def centred(gen, sd, n):
+    z = gen.normal(0, sd, n) if sd else np.zeros(n)
+    return z - z.mean()
+
+
+def recipe_tags(name):
+    """(θ, ε_train) a recipe's models carry in the tables (CuSP: its last stage)."""
+    if name == CURRICULUM:
+        return 180.0, 0.3
+    fields = RECIPES[name]
+    return float(fields.get("theta", 0.0)), float(fields.get("eps", 0.0))
+
+
+def accuracy(means: dict, noise: float = 0.01, seeds=SEEDS, model: str = "lenet", rng: int = 0, base=0.5):
+    """An accuracy table: ``{recipe: {measure: mean}}``, every other measure at ``base``."""
+    gen = np.random.default_rng(rng)
+    rows = []
+    for name, values in means.items():
+        theta, eps = recipe_tags(name)
+        offsets = {m: centred(gen, noise, len(seeds)) for m in MEASURES}
+        for i, s in enumerate(seeds):
+            rows.append(dict(model=model, dataset="mnist", theta=theta, eps_train=eps, seed=s, recipe=name,
+                             **{m: values.get(m, base) + offsets[m][i] for m in MEASURES},
+                             n_spatial=200, n_attack=100, eps_attack=0.1))
+    return pd.DataFrame(rows)
+
+
+def verdict(claim: str, table) -> pd.Series:
+    rows = TRADE.claims({"accuracy": table})
+    return rows.set_index("claim").loc[claim]
+
+
+(ROTATION_CLAIM, GRID_CLAIM, ROTGRID_CLAIM, CUSP_CLAIM, CUSP_ROTATION_CLAIM, COST_CLAIM,
+ YANG_CLAIM) = (c.claim for c in tradeoff.CLAIMS)
+ROT = ["natural", "rotation 30°", "rotation 180°"]
+EPS = ["natural", "adversarial ε=0.1", "adversarial ε=0.2", "adversarial ε=0.3"]
+
+
+def along(names, measure, values):
+    return {n: {measure: v} for n, v in zip(names, values)}
+
+
+# ---------------------------------------------------------------------- the recipes
+def test_recipes_round_trip_and_reuse_chapter_03s_models():
+    S = TRADE.settings("cpu")
+    configs = TRADE.configs(S)
+    assert len(configs) == (len(RECIPES) - 1) * len(S.seeds)  # the regularised recipe: paper only
+    assert sorted({TRADE.recipe_of(c) for c in configs}) == sorted(set(RECIPES) - {REGULARISED})
+    paper = TRADE.configs(TRADE.settings("paper"))
+    assert sorted({TRADE.recipe_of(c) for c in paper}) == sorted(RECIPES)
+    # natural and adversarial recipes are chapter 03's models: same weights, same checkpoints
+    chapter03 = {c.digest() for c in ADV.configs(ADV.settings("cpu"))}
+    shared = [c for c in configs if TRADE.recipe_of(c) in EPS]
+    assert len(shared) == 4 * len(S.seeds) and all(c.digest() in chapter03 for c in shared)
+    # every recipe trains equally long on the same data with the same optimiser
+    assert {(c.epochs, c.lr, c.optimizer, c.batch_size) for c in configs} == {(S.epochs, S.lr, S.optimizer,
+                                                                                S.batch_size)}
+
+
+@pytest.mark.parametrize("epochs, starts", [(120, [0, 75, 90]), (6, [0, 4, 5]), (30, [0, 19, 22]), (2, [0, 1])])
+def test_cusp_stages_scale_the_authors_schedule(epochs, starts):
+    S = TRADE.settings("cpu", epochs=epochs)
+    stages = TRADE.curriculum(S)
+    assert [s[0] for s in stages] == starts  # the authors' lr drops at 75 and 90 of 120 epochs
+    assert [s[1] for s in stages] == [120.0, 150.0, 180.0][:len(starts)]
+    assert [s[2] for s in stages] == pytest.approx([0.075, 0.15, 0.3][:len(starts)])
+
+
+def test_unknown_recipe_is_one_clear_error():
+    with pytest.raises(InvrobError, match="recipe"):
+        TRADE.configs(TRADE.settings("smoke", recipes=["natural", "rotaton 30°"]))
+
+
+def test_accuracy_table_puts_every_measurement_side_by_side():
+    keys = dict(model="lenet", dataset="mnist", theta=0.0, eps_train=0.0, seed=0, recipe="natural")
+    spatial = pd.DataFrame([dict(keys, attack=a, accuracy=v, n=200) for a, v in
+                            [("clean_spatial", 0.97), ("spatial_grid", 0.1), ("rotation_30", 0.4),
+                             ("rotation_grid", 0.05), ("translation_grid", 0.3), ("worst_of_k", 0.2)]])
+    rotated = pd.DataFrame([dict(keys, phi=180, accuracy=0.35, n=200)])
+    robustness = pd.DataFrame([dict(keys, eps=0.0, accuracy=0.98, n=100), dict(keys, eps=0.1, accuracy=0.6, n=100)])
+    joint = pd.DataFrame([dict(keys, attack="joint", accuracy=0.01, n=100)])
+    table = TRADE.accuracy_table(spatial, rotated, robustness, joint, 0.1)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row[list(MEASURES)].tolist() == [0.98, 0.97, 0.1, 0.4, 0.05, 0.3, 0.2, 0.35, 0.6, 0.01]
+    assert (row["n_spatial"], row["n_attack"], row["eps_attack"]) == (200, 100, 0.1)
+
+
+# ---------------------------------------------------------------------- NeurIPS (a) and (b)
+@pytest.mark.parametrize("values, noise, seeds, expected", [
+    ([0.40, 0.30, 0.20], 0.01, SEEDS, "agree"),
+    ([0.20, 0.30, 0.40], 0.01, SEEDS, "disagree"),
+    ([0.300, 0.299, 0.298], 0.05, SEEDS, "inconclusive"),
+    ([0.40, 0.30, 0.20], 0.01, (0,), "inconclusive"),
+    ([0.03, 0.02, 0.01], 0.001, SEEDS, "inconclusive"),  # starts below the floor
+])
+def test_adversarial_drops_with_rotation(values, noise, seeds, expected):
+    row = verdict(ROTATION_CLAIM, accuracy(along(ROT, "adversarial", values), noise, seeds))
+    assert row["verdict"] == expected
+    if values[0] < tradeoff.FLOOR:
+        assert "floor" in row["measured"]
+
+
+@pytest.mark.parametrize("claim, measure", [(GRID_CLAIM, "spatial_grid"), (ROTGRID_CLAIM, "rotation_30")])
+@pytest.mark.parametrize("values, expected", [
+    ([0.50, 0.45, 0.40, 0.35], "agree"),
+    ([0.35, 0.40, 0.45, 0.50], "disagree"),
+    ([0.02, 0.015, 0.01, 0.005], "inconclusive"),  # the natural model is at the floor: nothing to drop
+])
+def test_spatial_drops_with_eps(claim, measure, values, expected):
+    row = verdict(claim, accuracy(along(EPS, measure, values), noise=0.005 if values[0] < 0.1 else 0.01))
+    assert row["verdict"] == expected
+    assert ("floor" in row["measured"]) == (values[0] < tradeoff.FLOOR)
+
+
+def test_progressive_claims_show_every_level_and_the_points_classified_correctly():
+    table = accuracy({**along(EPS, "rotation_30", [0.50, 0.50, 0.50, 0.40]),
+                      **{n: {"rotation_30": v, "clean_spatial": c} for n, v, c in
+                         zip(EPS, [0.50, 0.50, 0.50, 0.40], [1.0, 1.0, 1.0, 0.8])}}, noise=0.0)
+    measured = verdict(ROTGRID_CLAIM, table)["measured"]
+    assert "means by ε: 50.0% at 0, 50.0% at 0.1, 50.0% at 0.2, 40.0% at 0.3" in measured
+    assert "among correctly classified points: 50.0%, 50.0%, 50.0%, 50.0%" in measured
+
+
+def test_spatial_claims_read_their_own_measurement():
+    table = accuracy({**along(EPS, "spatial_grid", [0.5, 0.45, 0.4, 0.35])})
+    assert verdict(GRID_CLAIM, table)["verdict"] == "agree"
+    assert verdict(ROTGRID_CLAIM, table)["verdict"] == "inconclusive"  # rotation_30 flat at 0.5
+
+
+# ---------------------------------------------------------------------- CuSP against the front
+def front(cusp, noise=0.01, seeds=SEEDS):
+    """Fixed recipes trading spatial for adversarial accuracy, CuSP at ``cusp``."""
+    fixed = {"natural": (0.10, 0.30), "rotation 180°": (0.30, 0.10), WORST_CASE: (0.60, 0.05),
+             "adversarial ε=0.3": (0.05, 0.60), "joint 180°, ε=0.3": (0.30, 0.30)}
+    means = {n: {"spatial_grid": s, "adversarial": a} for n, (s, a) in {**fixed, CURRICULUM: cusp}.items()}
+    return accuracy(means, noise, seeds)
+
+
+@pytest.mark.parametrize("cusp, noise, expected, share", [
+    ((0.45, 0.45), 0.01, "agree", 0.0),        # beyond the front
+    ((0.20, 0.20), 0.01, "disagree", 1.0),     # inside: the joint recipe beats it in both
+    ((0.30, 0.30), 0.02, "inconclusive", None),  # on a fixed recipe's point: seed noise decides
+])
+def test_cusp_against_the_front(cusp, noise, expected, share):
+    table = front(cusp, noise)
+    row = verdict(CUSP_CLAIM, table)
+    assert row["verdict"] == expected
+    got, over = tradeoff.dominated_share(table, "lenet", n_boot=500)
+    if share is not None:  # clear cases: every replicate agrees; the seed means name the dominating recipe
+        assert got == share
+        assert over == (["joint 180°, ε=0.3"] if expected == "disagree" else [])
+    else:
+        assert 0.05 < got < 0.95
+
+
+def test_cusp_rows_read_their_own_spatial_axis_and_name_the_floor():
+    table = front((0.45, 0.45))
+    table["rotation_grid"] = 0.01  # every recipe at the floor of the rotation axis, CuSP too
+    table.loc[table["recipe"] == "natural", "adversarial"] = 0.50  # natural then beats CuSP's AutoAttack
+    on_grid, on_rotation = verdict(CUSP_CLAIM, table), verdict(CUSP_ROTATION_CLAIM, table)
+    assert on_grid["verdict"] == "agree" and "below 5%" not in on_grid["measured"]
+    assert on_rotation["verdict"] == "disagree"
+    assert "6 of 6 recipes below 5% on this axis" in on_rotation["measured"]
+    assert "(post hoc)" in CUSP_ROTATION_CLAIM and "exploratory" in tradeoff.CLAIMS[4].rule
+
+
+def test_cusp_needs_seeds_and_the_curriculum():
+    assert verdict(CUSP_CLAIM, front((0.45, 0.45), seeds=(0,)))["verdict"] == "inconclusive"
+    no_cusp = front((0.45, 0.45))
+    no_cusp = no_cusp[no_cusp["recipe"] != CURRICULUM]
+    assert verdict(CUSP_CLAIM, no_cusp)["verdict"] == "inconclusive"
+
+
+def test_dominated_share_on_hand_made_points():
+    rows = pd.DataFrame([dict(model="m", recipe=r, seed=s, spatial_grid=x, adversarial=y)
+                         for r, x, y in [("a", 0.5, 0.2), ("b", 0.2, 0.5), (CURRICULUM, 0.4, 0.1)]
+                         for s in range(3)])
+    share, over = tradeoff.dominated_share(rows, "m", n_boot=50)
+    assert (share, over) == (1.0, ["a"])  # a is ≥ in both, > in one, on every replicate (no noise)
+    rows.loc[rows["recipe"] == CURRICULUM, "adversarial"] = 0.2  # ties a on adversarial: still dominated
+    assert tradeoff.dominated_share(rows, "m", n_boot=50)[0] == 1.0
+    rows.loc[rows["recipe"] == CURRICULUM, "spatial_grid"] = 0.5  # equal to a: not dominated
+    assert tradeoff.dominated_share(rows, "m", n_boot=50) == (0.0, [])
+
+
+# ---------------------------------------------------------------------- worst-case spatial training
+def test_each_worst_case_claim_reads_its_own_recipe():
+    plain_only = accuracy({"natural": {"spatial_grid": 0.1, "clean": 0.99, "adversarial": 0.4},
+                           WORST_CASE: {"spatial_grid": 0.6, "clean": 0.985, "adversarial": 0.2}}, noise=0.002)
+    assert verdict(COST_CLAIM, plain_only)["verdict"] == "agree"
+    assert verdict(YANG_CLAIM, plain_only)["verdict"] == "inconclusive"  # no regularised recipe
+    config = [c for c in TRADE.configs(TRADE.settings("paper")) if TRADE.recipe_of(c) == REGULARISED][0]
+    assert config.spatial_attack["invariance"] == 1.0 and config.slug().split("-seed")[0].endswith("-worst10-reg")
+
+
+@pytest.mark.parametrize("worst, expected", [(0.20, "agree"), (0.60, "disagree"), (0.399, "inconclusive")])
+def test_worst_case_cost_in_linf(worst, expected):
+    table = accuracy({"natural": {"adversarial": 0.40}, WORST_CASE: {"adversarial": worst}},
+                     noise=0.01 if worst != 0.399 else 0.05)
+    assert verdict(COST_CLAIM, table)["verdict"] == expected
+
+
+@pytest.mark.parametrize("grid, clean, noise, expected", [
+    (0.60, 0.985, 0.002, "agree"),         # grid up, clean within 1 point
+    (0.60, 0.930, 0.002, "disagree"),      # clean shown to fall by more than 1 point
+    (0.05, 0.985, 0.002, "disagree"),      # grid accuracy shown to fall
+    (0.60, 0.980, 0.030, "inconclusive"),  # the clean interval straddles the margin
+])
+def test_yang_no_cost_in_clean_accuracy(grid, clean, noise, expected):
+    table = accuracy({"natural": {"spatial_grid": 0.10, "clean": 0.99},
+                      REGULARISED: {"spatial_grid": grid, "clean": clean}}, noise=noise)
+    assert verdict(YANG_CLAIM, table)["verdict"] == expected
+
+
+def test_claims_without_their_recipes_say_so():
+    rows = TRADE.claims({"accuracy": accuracy({"natural": {}})}).set_index("claim")
+    assert set(rows["verdict"]) == {"inconclusive"}
+    assert "no rotation-only recipes" in rows.loc[ROTATION_CLAIM, "measured"]
+    assert "no worst-case spatial recipe" in rows.loc[COST_CLAIM, "measured"]
+    assert "no regularised worst-case recipe" in rows.loc[YANG_CLAIM, "measured"]
+
+
+def test_rules_state_floor_margin_and_level():
+    rules = {c.claim: c.rule for c in tradeoff.CLAIMS}
+    assert all("0.05" in r for r in rules.values())
+    assert f"{tradeoff.FLOOR:.0%}" in rules[GRID_CLAIM] and f"{tradeoff.NO_COST_MARGIN:.0%}" in rules[YANG_CLAIM]
