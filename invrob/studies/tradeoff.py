@@ -91,6 +91,10 @@ MEASURES = {  # column of the accuracy table → what it measures
     "adversarial": "AutoAttack-grade ℓ∞ at ε",
     "joint": "joint: worst-of-k spatial, then APGD-CE at ε",
 }
+# Column headers of the chapter's table (recipes in rows); the long names above are the legend.
+LABELS = {"clean": "clean", "spatial_grid": "Engstrom grid", "rotation_30": "rotations ±30°",
+          "rotation_grid": "rotations ±180°", "translation_grid": "shifts ±3 px", "worst_of_k": "worst of k",
+          "random_rotation": "random rotation", "adversarial": "AutoAttack", "joint": "joint"}
 # Among the correctly classified points (each grid holds the identity, so a point it leaves correct is
 # correct clean): the measure divided by the clean accuracy on the same points.
 AMONG_CORRECT = {"spatial_grid": "clean_spatial", "rotation_30": "clean_spatial", "adversarial": "clean"}
