@@ -27,9 +27,9 @@ def test_quick_benchmarks_agree(tmp_path):
     payload = json.loads(js.read_text())
     rows = payload["rows"]
     benchmarks = {r["benchmark"].split(".")[0] for r in rows}
-    assert benchmarks == {"1", "2", "3", "4", "5"}
+    assert benchmarks == {"1", "2", "3", "4", "5", "6"}
     checked = [r for r in rows if r["agree_ok"] is not None]
-    assert len(checked) >= 8
+    assert len(checked) >= 9
     failed = [(r["benchmark"], r["setting"], r["agreement"]) for r in checked if not r["agree_ok"]]
     assert not failed
     for r in rows:                      # every timing and memory figure is present and sane
