@@ -146,7 +146,11 @@ def exact_metrics(augment_prob: float, eps: float = 0.0, norm: str = "linf", blo
 
 
 def _sample(n: int, block: int, order: int, noise: float, seed: int):
-    rng = np.random.default_rng(seed)
+    """``n`` labelled points of the setting and one uniformly random turn per point, from ``seed``."""
+    check_positive_int(n, "n")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InvrobError(f"seed must be an integer, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
     y = rng.choice(np.array([-1.0, 1.0]), size=n)
     x = y[:, None] * template(block, order)[None, :] + noise * rng.standard_normal((n, block * order))
     steps = rng.integers(0, order, size=n)
@@ -165,10 +169,7 @@ def simulated_metrics(augment_prob: float, eps: float = 0.0, norm: str = "linf",
     check_choice(norm, NORMS, "norm")
     eps = check_eps(eps)
     _check_setting(block, order, noise)
-    check_positive_int(n, "n")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvrobError(f"seed must be an integer, got {seed!r}")
-    x, y, steps = _sample(n, block, order, noise, int(seed))
+    x, y, steps = _sample(n, block, order, noise, seed)
     return _measure(centroid_direction(augment_prob, block, order), x, y, steps, eps, norm, block)
 
 
@@ -193,14 +194,11 @@ def tradeoff_curve(augment_probs=(0.0, 0.25, 0.5, 0.75, 1.0), eps=(0.0, 0.1, 0.2
     """
     check_choice(norm, NORMS, "norm")
     _check_setting(block, order, noise)
-    check_positive_int(n, "n")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvrobError(f"seed must be an integer, got {seed!r}")
     probs = [_check_prob(p) for p in np.atleast_1d(augment_probs)]
     budgets = [check_eps(e) for e in np.atleast_1d(eps)]
     if not probs or not budgets:
         raise InvrobError("augment_probs and eps must each hold at least one value")
-    x, y, steps = _sample(n, block, order, noise, int(seed))
+    x, y, steps = _sample(n, block, order, noise, seed)
     rows = []
     for p in probs:
         w = centroid_direction(p, block, order)
