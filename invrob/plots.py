@@ -22,7 +22,7 @@ from .errors import InvrobError
 
 MODEL_LABELS = {"stdcnn": "StdCNN", "gcnn_p4": "GCNN (p4)", "gcnn_p8": "GCNN (p8)",
                 "gcnn_d4": "GCNN (p4m)", "lenet": "LeNet", "madry": "Madry net",
-                "resnet18": "ResNet-18"}
+                "resnet18": "ResNet-18", "vgg16": "VGG16"}
 NORM_LABELS = {"linf": "ℓ∞", "l2": "ℓ2"}
 
 # A diverging map for signed images (perturbations, principal components): red where

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:indexing with dtype torch.uint8
 
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 # Narrow CIFAR-10 nets keep the tests fast; MNIST nets are small at their defaults.
-SMALL = {("cifar10", name): {"width": 4} for name in ("stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "resnet18")}
+SMALL = {("cifar10", name): {"width": 4} for name in ("stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "resnet18", "vgg16")}
 PAIRS = [(name, ds) for ds in DATASETS for name in model_names(ds)]
 GCNNS = ("gcnn_p4", "gcnn_p8", "gcnn_d4")
 
@@ -62,8 +62,8 @@ def test_one_list_of_datasets():
 
 
 def test_registry_lists_every_model():
-    assert set(model_names()) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "lenet", "madry", "resnet18"}
-    assert set(model_names("cifar10")) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "resnet18"}
+    assert set(model_names()) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "lenet", "madry", "resnet18", "vgg16"}
+    assert set(model_names("cifar10")) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "resnet18", "vgg16"}
     assert "resnet18" not in model_names("mnist") and "lenet" not in model_names("cifar10")
 
 
@@ -176,6 +176,19 @@ def test_reference_nets_match_their_published_sizes():
     assert count_parameters(build_model("resnet18", "cifar10", width=8)) < 200_000
 
 
+def test_vgg16_is_torchvisions_vgg16_bn_features_with_a_linear_head():
+    """The authors' CuSP net (the common CIFAR ``VGG('VGG16')``): torchvision's VGG16-BN convolutions
+    (an independent definition), then one linear layer from 512 features to 10 logits."""
+    import torchvision
+
+    ours = build_model("vgg16", "cifar10")
+    reference = torchvision.models.vgg16_bn(weights=None).features
+    assert [tuple(p.shape) for p in ours.features.parameters()] == [tuple(p.shape) for p in reference.parameters()]
+    assert [type(m) for m in ours.features] == [type(m) for m in reference]
+    assert count_parameters(ours) == count_parameters(reference) + 512 * 10 + 10 == 14_728_266
+    assert count_parameters(build_model("vgg16", "cifar10", width=4)) < 100_000
+
+
 @pytest.mark.parametrize("name", GCNNS)
 def test_gcnn_eval_cache_follows_mode_switches_loads_and_copies(name):
     x = images("mnist")
@@ -252,7 +265,7 @@ def test_bad_requests_raise_one_line_invrob_errors(kwargs, match):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", ["stdcnn", "gcnn_p4", "gcnn_d4", "resnet18"])
+@pytest.mark.parametrize("name", ["stdcnn", "gcnn_p4", "gcnn_d4", "resnet18", "vgg16"])
 def test_models_run_on_cuda(name):
     dataset = "cifar10"
     x = images(dataset)

@@ -10,11 +10,12 @@ gcnn_d4  mnist, cifar10   e2cnn GCNN, D4 = p4m (90° rotations and flips)
 lenet    mnist            the authors' MNIST net
 madry    mnist            Madry et al.'s MNIST net
 resnet18 cifar10          CIFAR ResNet-18
+vgg16    cifar10          CIFAR VGG16 with batch norm (the authors' CuSP net)
 ======== ================ ==========================================================
 
 ``stdcnn`` and ``gcnn_*`` take ``width`` (StdCNN channels of the first block;
-a GCNN of the same ``width`` has about as many parameters), ``resnet18`` takes
-``width`` (64 = the standard net). Each built model carries ``name``,
+a GCNN of the same ``width`` has about as many parameters), ``resnet18`` and
+``vgg16`` take ``width`` (64 = the standard net). Each built model carries ``name``,
 ``dataset`` and ``build_kwargs``, so ``build_model(m.name, m.dataset,
 **m.build_kwargs)`` rebuilds it (e.g. to load a checkpoint). The first child of
 every model is its :class:`Normalize` layer.
@@ -35,9 +36,10 @@ from .mnist import LeNet, MadryNet
 from .normalize import Normalize, dataset_stats
 from .resnet import ResNet18
 from .stdcnn import StdCNN
+from .vgg import VGG16
 
 __all__ = ["build_model", "model_names", "count_parameters", "Normalize", "DATASETS",
-           "StdCNN", "GCNN", "LeNet", "MadryNet", "ResNet18"]
+           "StdCNN", "GCNN", "LeNet", "MadryNet", "ResNet18", "VGG16"]
 
 
 def _stdcnn(dataset: str, width: int | None = None) -> nn.Module:
@@ -54,6 +56,10 @@ def _resnet18(dataset: str, width: int = 64) -> nn.Module:
     return ResNet18(width)
 
 
+def _vgg16(dataset: str, width: int = 64) -> nn.Module:
+    return VGG16(width)
+
+
 # name -> (datasets it is defined for, builder(dataset, **options))
 _REGISTRY: dict[str, tuple[tuple[str, ...], Callable[..., nn.Module]]] = {
     "stdcnn": (DATASETS, _stdcnn),
@@ -63,6 +69,7 @@ _REGISTRY: dict[str, tuple[tuple[str, ...], Callable[..., nn.Module]]] = {
     "lenet": (("mnist",), lambda dataset: LeNet()),
     "madry": (("mnist",), lambda dataset: MadryNet()),
     "resnet18": (("cifar10",), _resnet18),
+    "vgg16": (("cifar10",), _vgg16),
 }
 
 
