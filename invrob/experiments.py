@@ -106,12 +106,13 @@ def worst_of_k_table(trained: Trained, x, y, phis: Iterable[float], k: int,
 
 
 def autoattack(attacks: Sequence[str] | None = None, targets: int | None = None, seed: int = 0,
-               batch_size: int = 500):
+               batch_size: int = 500, steps: int | None = None):
     """An attack factory ``model -> AutoAttack`` for :func:`robust_points_table`.
 
     ``attacks=None``: the standard ensemble (APGD-CE, APGD-T, FAB-T, Square); else
     that subset of its components with the standard settings, APGD-T and FAB-T
-    trying ``targets`` target classes (``None``: the standard 9). Which cheap
+    trying ``targets`` target classes (``None``: the standard 9), APGD running ``steps``
+    iterations (``None``: the standard 100). Which cheap
     version is close enough to the standard one is checked in the test suite
     (``tests/test_autoattack.py``) and stated in the book.
     """
@@ -121,7 +122,7 @@ def autoattack(attacks: Sequence[str] | None = None, targets: int | None = None,
 
     def build(model):
         return AutoAttack(model, 0.0, version=version, attacks=None if attacks is None else list(attacks),
-                          targets=targets, seed=seed, batch_size=batch_size)
+                          targets=targets, seed=seed, batch_size=batch_size, steps=steps)
     return build
 
 

@@ -259,6 +259,13 @@ _T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.
 _Z95 = 1.6449
 
 
+def few_seeds_factor(s: int) -> float:
+    """The stretch :func:`few_seeds` applies to bootstrap replicates over ``s`` ≥ 2 seeds:
+    ``sqrt(s/(s − 1)) · t_{s−1, 0.95} / z_{0.95}``."""
+    t = _T95[s - 2] if s - 1 <= len(_T95) else _Z95
+    return float(np.sqrt(s / (s - 1)) * t / _Z95)
+
+
 def few_seeds(result: BootstrapResult) -> BootstrapResult:
     """Widen a bootstrap over S seeds to the width a t-interval with S − 1 degrees of freedom has.
 
@@ -274,8 +281,7 @@ def few_seeds(result: BootstrapResult) -> BootstrapResult:
     s = int(result.n_groups)
     if s < 2:
         return result
-    t = _T95[s - 2] if s - 1 <= len(_T95) else _Z95
-    c = float(np.sqrt(s / (s - 1)) * t / _Z95)
+    c = few_seeds_factor(s)
     samples = result.estimate + c * (result.samples - result.estimate)
     return BootstrapResult(result.estimate, _percentile_interval(samples, 1 - result.alpha), samples,
                            result.alpha, result.n_groups, result.n_points)

@@ -26,8 +26,48 @@ def mnist_train():
     return load_mnist(train=True)
 
 
-def pytest_collection_modifyitems(items):
-    """Run the tests that wait for the second-kernel smoke run (tests/test_notebooks.py, fixture
-    ``alt_run``) last: that run works in the background on the other core meanwhile, instead of
-    the suite idling while it finishes."""
-    items.sort(key=lambda item: "alt_run" in getattr(item, "fixturenames", ()))
+# The two smoke runs of tests/test_notebooks.py (this CPU kernel selection and a second one),
+# started in the background as soon as the tests are collected: with one thread each they run
+# beside the rest of the suite, and the tests that read them run last.
+SMOKE_RUNS = pytest.StashKey[dict]()
+
+
+def _needs(item, fixture: str) -> bool:
+    return fixture in getattr(item, "fixturenames", ())  # the whole closure, fixtures of fixtures too
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the tests that read the smoke runs last (those of the second-kernel run at the very
+    end), and start both runs now, if any selected test needs them."""
+    items.sort(key=lambda item: (_needs(item, "smoke"), _needs(item, "alt_run")))
+    if config.option.collectonly or not any(_needs(item, "smoke") for item in items):
+        return
+    import tempfile
+
+    from invrob import regression
+
+    root = Path(tempfile.mkdtemp(prefix="invrob-smoke-"))
+    data = regression.prepare_data(root / "data")
+    config.stash[SMOKE_RUNS] = {
+        "root": root, "data": data,
+        "main": regression.start_smoke_run(root / "main", data, {}),
+        "alt": regression.start_smoke_run(root / "alt", data, regression.ALT_KERNELS)}
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(request) -> dict:
+    """The background smoke runs: ``root``, ``data`` and the ``main`` and ``alt`` processes."""
+    return request.config.stash[SMOKE_RUNS]
+
+
+def pytest_unconfigure(config):
+    runs = config.stash.get(SMOKE_RUNS, None)
+    if runs is None:
+        return
+    import shutil
+
+    for name in ("main", "alt"):
+        if runs[name].poll() is None:  # the session ended early (-x, Ctrl-C): stop the run
+            runs[name].kill()
+            runs[name].wait()
+    shutil.rmtree(runs["root"], ignore_errors=True)

@@ -252,6 +252,25 @@ def test_cheap_autoattack_matches_the_standard_ensemble(mnist_train, mnist_test,
     assert full <= cheap + 1e-9 and cheap - full <= 1 / 64 + 1e-9, f"cheap {cheap:.3f}, standard {full:.3f}"
 
 
+def test_steps_option_sets_apgds_iterations():
+    """``steps`` (the smoke profile's regression runs): APGD-CE's and APGD-T's iterations, named in the
+    attack's name; FAB and Square keep their standard budgets; the standard version refuses it."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    attack = AutoAttack(model, 0.1, version="custom", attacks=["apgd-ce", "apgd-t"], targets=3, steps=25)
+    assert attack.name == "AutoAttack(apgd-ce+apgd-t, 3 targets, 25 steps)" and "steps=25" in repr(attack)
+    built = attack._build(torch.device("cpu"), 10)
+    assert (built.apgd.n_iter, built.apgd_targeted.n_iter, built.fab.n_iter, built.square.n_queries) == \
+        (25, 25, 100, 5000)
+    default = AutoAttack(model, 0.1, version="custom", attacks=["apgd-ce"])
+    assert default.name == "AutoAttack(apgd-ce)" and default._build(torch.device("cpu"), 10).apgd.n_iter == 100
+    with pytest.raises(InvrobError, match="only for version='custom'"):
+        AutoAttack(model, 0.1, steps=25)
+    with pytest.raises(InvrobError, match="steps"):
+        AutoAttack(model, 0.1, version="custom", attacks=["apgd-ce"], steps=0)
+
+
 def test_targets_option():
     from torch import nn
 

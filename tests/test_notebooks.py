@@ -1,7 +1,8 @@
 """The study notebooks at the smoke profile: one execution feeds every check.
 
-A session fixture runs every notebook once with papermill (``invrob.regression.smoke_run``)
-into a scratch folder, with a data folder whose CIFAR-10 is a stand-in built from the 20
+Every notebook runs once with papermill (``invrob.regression.smoke_run``, started in a
+subprocess by ``tests/conftest.py`` as soon as the tests are collected, so it runs beside
+the rest of the suite) into a scratch folder, with a data folder whose CIFAR-10 is a stand-in built from the 20
 real sample images (so the CIFAR-10 cells run too). That one run feeds
 
 - nbval's comparison of each cell's outputs with the recorded copy in ``tests/notebooks``
@@ -10,7 +11,7 @@ real sample images (so the CIFAR-10 cells run too). That one run feeds
   within the tolerances stated in ``tests/reference/smoke/tolerances.yaml``;
 - the book build, warnings as errors, and the checks of its pages.
 
-Meanwhile a second smoke run executes in a subprocess under another CPU kernel
+Beside it a second smoke run executes under another CPU kernel
 selection (``invrob.regression.ALT_KERNELS``), and must pass the same checks: the proof
 that the regression checks are portable. Re-record with ``make nbval-update``.
 """
@@ -22,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -35,22 +37,30 @@ NOTEBOOKS = study_notebooks()
 pytestmark = pytest.mark.slow
 
 
+def _finished(process, root: Path, what: str) -> None:
+    """Wait for one background smoke run (conftest.py started it); fail with its log's tail."""
+    try:
+        code = process.wait(timeout=900)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"the {what} smoke run took more than 15 minutes")
+    log = (root / "run.log").read_text()
+    assert code == 0, f"the {what} smoke run failed:\n{log[-3000:]}"
+
+
 @pytest.fixture(scope="session")
-def smoke(tmp_path_factory):
-    """The one smoke execution (and the book built from it); the second-kernel run in parallel."""
-    root = tmp_path_factory.mktemp("smoke")
-    data = regression.prepare_data(root / "data")
-    alt = regression.start_smoke_run(root / "alt", data, ALT_KERNELS)
+def smoke(smoke_runs):
+    """The one smoke execution (and the book built from it); the second-kernel run beside it.
+
+    Both runs started in the background when the tests were collected (tests/conftest.py)."""
+    runs = smoke_runs
+    root = runs["root"]
+    _finished(runs["main"], root / "main", "main")
     book = root / "book"
     book.mkdir()
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, book / name)
     shutil.copytree(REPO / "book", book / "book", ignore=shutil.ignore_patterns("experiments"))
-    try:
-        seconds = regression.smoke_run(root / "main", data)
-    except Exception:
-        alt.kill()
-        raise
     chapters = book / "book" / "experiments"
     chapters.mkdir()
     for notebook in NOTEBOOKS:  # the book renders its own copies, as `make notebooks` writes them
@@ -59,21 +69,16 @@ def smoke(tmp_path_factory):
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, as `make book` uses
     build = subprocess.run([str(jupyter_book), "build", str(book), "--path-output", str(book),
                             "--warningiserror", "--keep-going"], capture_output=True, text=True, cwd=book)
-    return {"root": root, "data": data, "main": root / "main", "book": book, "build": build,
-            "seconds": seconds, "executed": root / "main" / "executed", "chapters": chapters, "alt": alt}
+    times = pd.read_csv(root / "main" / "results" / "smoke" / "notebook_times.csv")  # invrob.runbook.record_time
+    return {"root": root, "data": runs["data"], "main": root / "main", "book": book, "build": build,
+            "seconds": dict(zip(times["notebook"], times["seconds"])),
+            "executed": root / "main" / "executed", "chapters": chapters, "alt": runs["alt"]}
 
 
 @pytest.fixture(scope="session")
 def alt_run(smoke):
     """The second-kernel run, waited for (it started with the main run)."""
-    process = smoke["alt"]
-    try:
-        code = process.wait(timeout=900)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail("the second-kernel smoke run took more than 15 minutes")
-    log = (smoke["root"] / "alt" / "run.log").read_text()
-    assert code == 0, f"the second-kernel smoke run failed:\n{log[-3000:]}"
+    _finished(smoke["alt"], smoke["root"] / "alt", "second-kernel")
     return smoke["root"] / "alt"
 
 
@@ -126,6 +131,11 @@ def test_cifar10_cells_ran_on_the_stand_in(smoke):
     robustness = pd.read_csv(results / "01_invariance_vs_robustness" / "cifar10_robustness.csv")
     assert set(robustness["n"]) == {20}  # the 20 sample images, all of the stand-in's test set
     assert (results / "03_robustness_vs_invariance" / "cifar10_rotated_accuracy.png").exists()
+    trade = pd.read_csv(results / "05_tradeoff" / "accuracy.csv")  # VGG16 rows beside LeNet's, one table
+    vgg = trade[trade["dataset"] == "cifar10"]
+    assert set(vgg["model"]) == {"vgg16"} and set(trade[trade["dataset"] == "mnist"]["model"]) == {"lenet"}
+    assert set(vgg["n_spatial"]) == {20} and np.allclose(vgg["eps_attack"], 2 / 255)
+    assert (results / "05_tradeoff" / "cifar10_pareto_rotation.png").exists()
 
 
 # --------------------------------------------------------------------------- nbval: outputs

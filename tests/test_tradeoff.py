@@ -14,7 +14,7 @@ import pytest
 from invrob import studies
 from invrob.errors import InvrobError
 from invrob.studies import tradeoff
-from invrob.studies.tradeoff import CURRICULUM, MEASURES, RECIPES, REGULARISED, WORST_CASE
+from invrob.studies.tradeoff import CIFAR_RECIPES, CURRICULUM, MEASURES, RECIPES, REGULARISED, WORST_CASE
 
 TRADE, ADV = studies.get("tradeoff"), studies.get("adversarial")
 SEEDS = (0, 1, 2, 3, 4)
@@ -25,25 +25,27 @@ def centred(gen, sd, n):
     return z - z.mean()
 
 
-def recipe_tags(name):
+def recipe_tags(name, dataset="mnist"):
     """(θ, ε_train) a recipe's models carry in the tables (CuSP: its last stage)."""
+    recipes = tradeoff.RECIPES_OF[dataset]
     if name == CURRICULUM:
-        return 180.0, 0.3
-    fields = RECIPES[name]
+        return 180.0, max(f.get("eps", 0.0) for f in recipes.values())
+    fields = recipes[name]
     return float(fields.get("theta", 0.0)), float(fields.get("eps", 0.0))
 
 
-def accuracy(means: dict, noise: float = 0.01, seeds=SEEDS, model: str = "lenet", rng: int = 0, base=0.5):
+def accuracy(means: dict, noise: float = 0.01, seeds=SEEDS, model: str = "lenet", rng: int = 0, base=0.5,
+             dataset: str = "mnist", eps_attack: float = 0.1):
     """An accuracy table: ``{recipe: {measure: mean}}``, every other measure at ``base``."""
     gen = np.random.default_rng(rng)
     rows = []
     for name, values in means.items():
-        theta, eps = recipe_tags(name)
+        theta, eps = recipe_tags(name, dataset)
         offsets = {m: centred(gen, noise, len(seeds)) for m in MEASURES}
         for i, s in enumerate(seeds):
-            rows.append(dict(model=model, dataset="mnist", theta=theta, eps_train=eps, seed=s, recipe=name,
+            rows.append(dict(model=model, dataset=dataset, theta=theta, eps_train=eps, seed=s, recipe=name,
                              **{m: values.get(m, base) + offsets[m][i] for m in MEASURES},
-                             n_spatial=200, n_attack=100, eps_attack=0.1))
+                             n_spatial=200, n_attack=100, eps_attack=eps_attack))
     return pd.DataFrame(rows)
 
 
@@ -77,6 +79,45 @@ def test_recipes_round_trip_and_reuse_chapter_03s_models():
     # every recipe trains equally long on the same data with the same optimiser
     assert {(c.epochs, c.lr, c.optimizer, c.batch_size) for c in configs} == {(S.epochs, S.lr, S.optimizer,
                                                                                 S.batch_size)}
+
+
+def test_cifar10_at_paper_is_the_authors_cusp_recipe():
+    """trades/cusp_cifar10.py: VGG16, SGD lr 0.1 / momentum 0.9 / weight decay 5e-4, 120 epochs, lr ÷10 at
+    75, 90, 100; PGD 10 steps of 2/255; CuSP (±120°, 2/255) → (±150°, 4/255) → (±180°, 8/255) at 75, 90."""
+    from invrob.train import CUSP_SCHEDULE
+
+    S = TRADE.settings("paper")
+    configs = TRADE.configs(S, "cifar10")
+    assert len(configs) == len(CIFAR_RECIPES) * len(S.seeds)
+    assert sorted({TRADE.recipe_of(c) for c in configs}) == sorted(CIFAR_RECIPES)
+    for c in configs:
+        assert (c.model, c.dataset, c.epochs, c.optimizer, c.lr, c.momentum, c.weight_decay) == \
+            ("vgg16", "cifar10", 120, "sgd", 0.1, 0.9, 5e-4)
+        assert (c.lr_schedule, c.lr_milestones, c.attack_steps, c.attack_alpha, c.eps_warmup_epochs) == \
+            ("step", (75, 90, 100), 10, 2 / 255, 0)
+        assert c.model_kwargs == {}  # the standard width
+    cusp = [c for c in configs if TRADE.recipe_of(c) == CURRICULUM]
+    assert all(c.schedule == CUSP_SCHEDULE for c in cusp)
+    assert {c.eps for c in configs if TRADE.recipe_of(c).startswith("adversarial")} == {2 / 255, 4 / 255, 8 / 255}
+    # the MNIST part is untouched by the CIFAR-10 keys; cpu has no CIFAR-10 (not available offline)
+    assert {c.dataset for c in TRADE.configs(S)} == {"mnist"} and not TRADE.settings("cpu").cifar
+    smoke = TRADE.configs(TRADE.settings("smoke"), "cifar10")
+    assert {c.model_kwargs["width"] for c in smoke} == {2} and {c.lr_schedule for c in smoke} == {"cosine"}
+
+
+def test_cifar10_claims_read_levels_in_255ths():
+    eps = ["natural", "adversarial ε=2/255", "adversarial ε=4/255", "adversarial ε=8/255"]
+    table = pd.concat([accuracy(along(EPS, "rotation_30", [0.5, 0.45, 0.4, 0.3])),
+                       accuracy(along(eps, "rotation_30", [0.5, 0.45, 0.4, 0.3]), model="vgg16",
+                                dataset="cifar10", eps_attack=2 / 255)], ignore_index=True)
+    row = verdict(ROTGRID_CLAIM, table)
+    assert row["verdict"] == "agree"
+    assert "VGG16 ε = 0 → 8/255" in row["measured"] and "per 1/255 of ε" in row["measured"]
+    assert "LeNet ε = 0 → 0.3" in row["measured"] and "per 0.1 of ε" in row["measured"]
+    rot = pd.concat([accuracy(along(ROT, "adversarial", [0.7, 0.6, 0.2])),
+                     accuracy(along(ROT, "adversarial", [0.7, 0.6, 0.2]), model="vgg16", dataset="cifar10",
+                              eps_attack=2 / 255)], ignore_index=True)
+    assert "at ε = 0.1 (MNIST), 2/255 (CIFAR-10)" in verdict(ROTATION_CLAIM, rot)["measured"]
 
 
 @pytest.mark.parametrize("epochs, starts", [(120, [0, 75, 90]), (6, [0, 4, 5]), (30, [0, 19, 22]), (2, [0, 1])])
@@ -247,3 +288,19 @@ def test_rules_state_floor_margin_and_level():
     rules = {c.claim: c.rule for c in tradeoff.CLAIMS}
     assert all("0.05" in r for r in rules.values())
     assert f"{tradeoff.FLOOR:.0%}" in rules[GRID_CLAIM] and f"{tradeoff.NO_COST_MARGIN:.0%}" in rules[YANG_CLAIM]
+
+
+def test_widened_dominance_keeps_its_level_with_five_seeds():
+    """A fixed recipe far ahead on the spatial axis and level with CuSP on AutoAttack: CuSP is
+    dominated exactly when its adversarial mean falls below that recipe's, so "shown dominated"
+    (share ≥ 0.95) is a one-sided test at level 0.05 of a true null. With 5 seeds the plain bootstrap
+    said so in 9.3% of these 300 draws (measured); widened for few seeds 3.7% — at most 8% asserted."""
+    rng = np.random.default_rng(3)
+    reps, false = 300, 0
+    for r in range(reps):
+        rows = [dict(model="lenet", recipe=name, seed=s, spatial_grid=spatial + rng.normal(0, 0.01),
+                     adversarial=rng.normal(0.5, 0.05))
+                for name, spatial in (("natural", 0.9), (CURRICULUM, 0.1)) for s in range(5)]
+        share, _ = tradeoff.dominated_share(pd.DataFrame(rows), "lenet", n_boot=1000, seed=r)
+        false += share >= 0.95
+    assert false / reps <= 0.08, false / reps

@@ -92,13 +92,16 @@ class AutoAttack(Attack):
             other classes first); ``None``: the standard 9 (``C − 1`` with fewer
             classes). Fewer targets is a cheaper attack, so only with
             ``version="custom"``; :func:`invrob.attacks.evaluate` callers state it.
+        steps: iterations of APGD-CE and APGD-T (``None``: the standard 100).
+            Fewer is a cheaper, weaker attack, so only with ``version="custom"``
+            (the smoke profile's regression runs; never a reported number).
 
     Models with fewer than 10 classes get ``C − 1`` target classes in APGD-T and
     FAB-T instead of 9; components that cannot run with ``C`` classes (DLR
     losses need 3, targeted DLR 4) raise :class:`~invrob.errors.InvrobError` —
     pick a custom subset then. Points misclassified clean come back unchanged,
-    so do points no component fools. ``steps`` is 100 (APGD's iterations),
-    ``restarts`` 1.
+    so do points no component fools. ``steps`` is 100 (APGD's iterations) unless
+    given, ``restarts`` 1.
     """
 
     input_rules = {"ndim": 4}   # Square and FAB work on (N, C, H, W) images
@@ -106,7 +109,8 @@ class AutoAttack(Attack):
     restarts = 1
 
     def __init__(self, model: nn.Module, eps: float, norm: str = "linf", version: str = "standard",
-                 seed: int = 0, batch_size: int = 500, attacks=None, targets: int | None = None):
+                 seed: int = 0, batch_size: int = 500, attacks=None, targets: int | None = None,
+                 steps: int | None = None):
         super().__init__(model, eps)
         self.norm = _check_norm(norm)
         self.version = check_choice(version, AUTOATTACK_VERSIONS, "version")
@@ -132,6 +136,11 @@ class AutoAttack(Attack):
             if self.version == "standard":
                 raise InvrobError("targets is only for version='custom': the standard version tries 9")
         self.targets = targets
+        if steps is not None:
+            check_positive_int(steps, "steps")
+            if self.version == "standard":
+                raise InvrobError("steps is only for version='custom': the standard version runs APGD for 100")
+            self.steps = steps
         self.messages: list[str] = []   # pyautoattack's warnings from the last call
 
     @property
@@ -140,11 +149,12 @@ class AutoAttack(Attack):
         if self.version == "standard":
             return f"AutoAttack{suffix}"
         top = "" if self.targets is None else f", {self.targets} targets"
-        return f"AutoAttack{suffix}({'+'.join(self.attacks)}{top})"
+        steps = "" if self.steps == AutoAttack.steps else f", {self.steps} steps"
+        return f"AutoAttack{suffix}({'+'.join(self.attacks)}{top}{steps})"
 
     def __repr__(self) -> str:
         return f"AutoAttack(eps={self.eps}, norm={self.norm!r}, version={self.version!r}, " \
-               f"attacks={list(self.attacks)}, targets={self.targets}, seed={self.seed})"
+               f"attacks={list(self.attacks)}, targets={self.targets}, steps={self.steps}, seed={self.seed})"
 
     def _build(self, device: torch.device, classes: int, model: nn.Module | None = None):
         from pyautoattack import AutoAttack as _AutoAttack  # heavy import, only when it runs
@@ -167,6 +177,7 @@ class AutoAttack(Attack):
         targets = min(9 if self.targets is None else self.targets, classes - 1)
         aa.apgd_targeted.n_target_classes = targets
         aa.fab.n_target_classes = targets
+        aa.apgd.n_iter = aa.apgd_targeted.n_iter = self.steps
         return aa
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -268,7 +268,8 @@ def ends(frame, level: str) -> tuple[float, float]:
 
 
 def change_over_grid(rows, level: str, value: str, claim: str, per: float, unit: str, points=None,
-                     fmt: str = ".1%", delta: str = "+.1%") -> tuple[str, str, float, float]:
+                     fmt: str = ".1%", delta: str = "+.1%", per_text: str | None = None
+                     ) -> tuple[str, str, float, float]:
     """The two tests of a claim of change along a grid (``level``: θ or ε), and their text.
 
     The paired change of ``value`` from the smallest to the largest ``level`` (seed
@@ -280,7 +281,7 @@ def change_over_grid(rows, level: str, value: str, claim: str, per: float, unit:
     a, b, *_ = paired_change(rows, level, lo, hi, value)
     pairs = paired_points(points, level, lo, hi) if points is not None else seed_arrays(rows, level, lo, hi, value)
     end_text, end_verdict = change_test(*pairs, claim, fmt=delta)
-    slope_text, slope_verdict = trend(rows, level, value, claim, per=per, unit=unit, fmt=delta)
+    slope_text, slope_verdict = trend(rows, level, value, claim, per=per, unit=unit, fmt=delta, per_text=per_text)
     return f"{a:{fmt}} → {b:{fmt}} ({end_text}); {slope_text}", both(end_verdict, slope_verdict), lo, hi
 
 
@@ -295,11 +296,12 @@ def autoattack_of(settings, seed: int = 0):
     AutoAttack's standard ensemble where ``settings.aa_attacks`` is ``None`` (the
     ``paper`` profile); else those components with APGD-T's ``aa_targets`` most likely
     target classes (``cpu``, ``smoke``), which ``tests/test_autoattack.py`` and
-    ``tools/attack_agreement.py`` check against the standard ensemble.
+    ``tools/attack_agreement.py`` check against the standard ensemble. ``aa_steps``: APGD's
+    iterations (``None``: the standard 100; the smoke profile's regression runs use fewer).
     """
     from ..experiments import autoattack
 
-    return autoattack(settings.aa_attacks, settings.aa_targets, seed=seed)
+    return autoattack(settings.aa_attacks, settings.aa_targets, seed=seed, steps=settings.aa_steps)
 
 
 def bootstrap_change(a, b):
@@ -323,12 +325,13 @@ def seed_matrix(frame, level: str, value: str):
 
 
 def trend(frame, level: str, value: str, claim: str, per: float = 1.0, unit: str = "",
-          fmt: str = "+.1%") -> tuple[str, str]:
+          fmt: str = "+.1%", per_text: str | None = None) -> tuple[str, str]:
     """The least-squares slope of ``value`` over the whole ``level`` grid, bootstrapped over seeds.
 
     Returns ``(text, verdict)``: ``stats.verdict(claim, slope)`` (``claim``:
     "increase", "decrease"); the slope is shown per ``per`` units of ``level``
-    with its 90% interval. Fewer than two seeds: inconclusive (no interval).
+    with its 90% interval (``per_text``: how that step is written, default ``{per}{unit}``).
+    Fewer than two seeds: inconclusive (no interval).
     """
     from .. import stats
 
@@ -339,7 +342,7 @@ def trend(frame, level: str, value: str, claim: str, per: float = 1.0, unit: str
         return f"1 seed: no interval for the slope", "inconclusive"
     result = stats.few_seeds(stats.slope(grid, matrix, seed=0, alpha=2 * ALPHA))
     lo, hi = result.ci
-    text = (f"slope {result.estimate * per:{fmt}} per {per:g}{unit} [90% CI {lo * per:{fmt}}, "
+    text = (f"slope {result.estimate * per:{fmt}} per {per_text or f'{per:g}{unit}'} [90% CI {lo * per:{fmt}}, "
             f"{hi * per:{fmt}}], {matrix.shape[0]} seeds")
     return text, stats.verdict(claim, result, alpha=ALPHA)
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 from .base import PHIS, Claim, Study, Table, autoattack_of, change_over_grid, combine, ends, label, models_in
 
 ALL_THETAS = [0, 30, 60, 90, 120, 150, 180]
-AA = dict(aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3)  # the cheap AutoAttack (tests/test_autoattack.py)
+AA = dict(aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, aa_steps=None)  # the cheap AutoAttack
+# (tests/test_autoattack.py); the smoke runs' regression checks take APGD at a quarter of its 100 steps
+SMOKE_AA = dict(aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, aa_steps=25)
 
 # Settings may name one value for every model or a {model: value} map (thetas, epochs,
 # widths): per_model() reads them. The cpu profile's grid was cut to fit a 2-core
@@ -26,7 +28,7 @@ SETTINGS = {
                   seeds=[0, 1], widths={}, train_size=2048, epochs=2, batch_size=128, optimizer="adam",
                   lr=1e-2, weight_decay=5e-4, test_size=256,
                   phis=[0, 90, 180], eps_grid=[0.0, 0.05, 0.1, 0.3],
-                  pgd_steps=5, attack_size=32, aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3,
+                  pgd_steps=5, attack_size=32, **SMOKE_AA,
                   distance_size=64, distance_steps=5, bisection_steps=6, cifar=True,
                   cifar_train_size=256, cifar_epochs=1, cifar_lr=0.01, cifar_width=4,
                   cifar_eps_grid=[0.0, 2 / 255, 8 / 255]),
@@ -43,7 +45,7 @@ SETTINGS = {
                   seeds=[0, 1, 2, 3, 4], widths={"stdcnn": 32, "gcnn_p4": 16}, train_size=None, epochs=30,
                   batch_size=128, optimizer="sgd", lr=0.05, weight_decay=5e-4, test_size=None,
                   phis=PHIS, eps_grid=[0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
-                  pgd_steps=40, attack_size=1000, aa_attacks=None, aa_targets=None,
+                  pgd_steps=40, attack_size=1000, aa_attacks=None, aa_targets=None, aa_steps=None,
                   distance_size=1000, distance_steps=40, bisection_steps=10, cifar=True,
                   cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None,
                   cifar_eps_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]),
