@@ -19,6 +19,11 @@ Ties and duplicates, explicitly:
   which both improve (``(0, 0), (1, 1), (2, 2)``) are not, except the best;
 - a single point is its own front.
 
+A **mixture** of two models (each input sent to one of them at random, with
+probabilities λ and 1 − λ) scores ``λ·a + (1 − λ)·b`` in both coordinates, so
+mixtures of fixed points reach every point of the segments between them:
+:func:`mixture_dominates` asks whether some point of the convex hull dominates.
+
 Coordinates must be finite (a NaN would compare false with everything and
 silently join the front): NaN or ±inf raise :class:`~invrob.errors.InvrobError`.
 """
@@ -28,7 +33,7 @@ import numpy as np
 
 from .errors import InvrobError
 
-__all__ = ["dominates", "pareto_front", "pareto_indices", "front_line"]
+__all__ = ["dominates", "mixture_dominates", "pareto_front", "pareto_indices", "front_line"]
 
 
 def _directions(maximize) -> np.ndarray:
@@ -63,6 +68,35 @@ def dominates(a, b, maximize=(True, True)) -> bool:
     sign = _directions(maximize)
     pair = _points([a, b]) * sign
     return bool((pair[0] >= pair[1]).all() and (pair[0] > pair[1]).any())
+
+
+def mixture_dominates(points, b, maximize=(True, True)) -> bool:
+    """Does some mixture ``λ·p_i + (1 − λ)·p_j`` of two of ``points`` (λ in [0, 1], ``i = j``
+    allowed) dominate ``b``? In 2-D two points suffice: the dominated region of the convex
+    hull is bounded by segments between two hull vertices.
+
+    Per pair, each coordinate's ``m(λ) ≥ b`` is an interval of λ; where the two
+    intervals meet, ``m(λ) − b`` is linear in λ, so a strictly better coordinate
+    exists somewhere in the overlap iff it exists at one of its ends.
+    """
+    sign = _directions(maximize)
+    p = _points(points) * sign
+    target = _points([b])[0] * sign
+    for i in range(len(p)):
+        for j in range(i, len(p)):
+            a, c = p[i], p[j]
+            lo, hi = 0.0, 1.0
+            for k in range(2):  # m_k(λ) = c_k + λ (a_k − c_k) ≥ target_k
+                slope, need = a[k] - c[k], target[k] - c[k]
+                if slope > 0:
+                    lo = max(lo, need / slope)
+                elif slope < 0:
+                    hi = min(hi, need / slope)
+                elif need > 0:
+                    lo, hi = 1.0, 0.0
+            if lo <= hi and any((c + lam * (a - c) > target).any() for lam in (lo, hi)):
+                return True
+    return False
 
 
 def pareto_front(points, maximize=(True, True)) -> np.ndarray:

@@ -368,12 +368,27 @@ def smoke_run(workdir: str | Path, data: str | Path, dest: str | Path | None = N
 
 def start_smoke_run(workdir: str | Path, data: str | Path, env: dict[str, str]) -> subprocess.Popen:
     """:func:`smoke_run` in a subprocess with extra environment variables (e.g. :data:`ALT_KERNELS`:
-    the kernel selection is read when torch loads, so it needs a process of its own)."""
+    the kernel selection is read when torch loads, so it needs a process of its own).
+
+    Output goes to ``workdir/run.log``. The run leads a session of its own, so
+    :func:`stop_smoke_run` stops it together with its notebook kernels."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
-    log = open(Path(workdir) / "run.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "invrob.regression", "run", "--workdir", str(workdir),
-                             "--data", str(data)], env={**os.environ, **env}, stdout=log,
-                            stderr=subprocess.STDOUT)
+    with open(Path(workdir) / "run.log", "w") as log:  # the child holds its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "invrob.regression", "run", "--workdir", str(workdir),
+                                 "--data", str(data)], env={**os.environ, **env}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_smoke_run(process: subprocess.Popen) -> None:
+    """Stop a run of :func:`start_smoke_run` that is still going, kernels included."""
+    import signal
+
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 def record(workdir: str | Path | None = None) -> list[str]:

@@ -33,8 +33,10 @@ the epoch: a tuple of stages ``(start_epoch, θ, ε)``, each in force from its
 start epoch until the next one starts (:func:`stage_at`, a pure function of
 the epoch, like the learning rate, so resuming needs no extra state). CuSP
 (Kamath et al., NeurIPS 2021; the authors' ``cusp_cifar10.py``) is
-``schedule=((0, 120, 2/255), (75, 150, 4/255), (90, 180, 8/255))`` with
-``lr_schedule="step", lr_milestones=(75, 90, 100)`` over 120 epochs. With a
+``schedule=((0, 120, 2/255), (74, 150, 4/255), (89, 180, 8/255))`` with
+``lr_schedule="step", lr_milestones=(74, 89, 99)`` over 120 epochs: epochs here
+count from 0, theirs from 1 (their ``epoch >= 75`` is our ``epoch >= 74``), so
+their stages last 74, 15 and 31 epochs and so do ours. With a
 schedule the history also records the ``theta`` and ``eps`` of every epoch.
 
 Reproducibility. Everything random in the loop — the shuffling, the rotation
@@ -78,7 +80,7 @@ from .metrics import accuracy
 from .utils import atomic_torch_save, default_device
 
 __all__ = ["TrainConfig", "train", "load_checkpoint", "checkpoint_path",
-           "lr_at", "stage_at", "CUSP_SCHEDULE", "CHECKPOINT_VERSION"]
+           "lr_at", "stage_at", "CUSP_SCHEDULE", "CUSP_LR_MILESTONES", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "invrob-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -94,8 +96,11 @@ ATTACK_FIELDS = ("attack_steps", "attack_alpha", "eps_warmup_epochs")
 # its slug and therefore its checkpoint folder.
 OPTIONAL_FIELDS = ("schedule", "spatial_attack", "lr_milestones")
 SPATIAL_ATTACK_DEFAULTS = {"k": 10, "max_angle": 30.0, "max_shift": 3.0, "invariance": 0.0}
-# The curriculum of the authors' cusp_cifar10.py: (start epoch, θ in degrees, ε) of 120 epochs.
-CUSP_SCHEDULE = ((0, 120.0, 2 / 255), (75, 150.0, 4 / 255), (90, 180.0, 8 / 255))
+# The curriculum of the authors' cusp_cifar10.py: (start epoch, θ in degrees, ε) of 120 epochs,
+# epochs counted from 0 (their loop counts from 1 and switches at its epochs 75 and 90).
+CUSP_SCHEDULE = ((0, 120.0, 2 / 255), (74, 150.0, 4 / 255), (89, 180.0, 8 / 255))
+# Their learning-rate steps (×0.1 from their epochs 75, 90 and 100), counted from 0.
+CUSP_LR_MILESTONES = (74, 89, 99)
 _KEYS = ("format", "version", "config", "epoch", "done", "model_state", "history")
 _RESUME_KEYS = ("optimizer_state", "step", "generator_state",
                 "torch_rng_state", "numpy_rng_state", "python_rng_state")

@@ -27,8 +27,8 @@ def mnist_train():
 
 
 # The two smoke runs of tests/test_notebooks.py (this CPU kernel selection and a second one),
-# started in the background as soon as the tests are collected: with one thread each they run
-# beside the rest of the suite, and the tests that read them run last.
+# started in the background once the tests are selected: with one thread each they run beside
+# the rest of the suite, and the tests that read them run last.
 SMOKE_RUNS = pytest.StashKey[dict]()
 
 
@@ -36,22 +36,35 @@ def _needs(item, fixture: str) -> bool:
     return fixture in getattr(item, "fixturenames", ())  # the whole closure, fixtures of fixtures too
 
 
-def pytest_collection_modifyitems(config, items):
-    """Run the tests that read the smoke runs last (those of the second-kernel run at the very
-    end), and start both runs now, if any selected test needs them."""
+def pytest_collection_modifyitems(items):
+    """Run the tests that read the smoke runs last, those of the second-kernel run at the very end."""
     items.sort(key=lambda item: (_needs(item, "smoke"), _needs(item, "alt_run")))
-    if config.option.collectonly or not any(_needs(item, "smoke") for item in items):
+
+
+def pytest_collection_finish(session):
+    """Start both smoke runs if a test that survived every selection (-m, -k, --lf) reads them."""
+    config = session.config
+    if config.option.collectonly or not any(_needs(item, "smoke") for item in session.items):
         return
+    import shutil
     import tempfile
 
     from invrob import regression
 
     root = Path(tempfile.mkdtemp(prefix="invrob-smoke-"))
-    data = regression.prepare_data(root / "data")
-    config.stash[SMOKE_RUNS] = {
-        "root": root, "data": data,
-        "main": regression.start_smoke_run(root / "main", data, {}),
-        "alt": regression.start_smoke_run(root / "alt", data, regression.ALT_KERNELS)}
+    runs = {"root": root, "data": None}
+    config.stash[SMOKE_RUNS] = runs  # before anything can fail, so that unconfigure cleans up
+    try:
+        runs["data"] = regression.prepare_data(root / "data")
+        runs["main"] = regression.start_smoke_run(root / "main", runs["data"], {})
+        runs["alt"] = regression.start_smoke_run(root / "alt", runs["data"], regression.ALT_KERNELS)
+    except BaseException:
+        for name in ("main", "alt"):
+            if name in runs:
+                regression.stop_smoke_run(runs[name])
+        shutil.rmtree(root, ignore_errors=True)
+        del config.stash[SMOKE_RUNS]
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -60,14 +73,18 @@ def smoke_runs(request) -> dict:
     return request.config.stash[SMOKE_RUNS]
 
 
-def pytest_unconfigure(config):
-    runs = config.stash.get(SMOKE_RUNS, None)
+def pytest_sessionfinish(session, exitstatus):
+    """Stop runs still going (-x, Ctrl-C); keep the folder of a failed session for its logs."""
+    runs = session.config.stash.get(SMOKE_RUNS, None)
     if runs is None:
         return
     import shutil
 
+    from invrob import regression
+
     for name in ("main", "alt"):
-        if runs[name].poll() is None:  # the session ended early (-x, Ctrl-C): stop the run
-            runs[name].kill()
-            runs[name].wait()
-    shutil.rmtree(runs["root"], ignore_errors=True)
+        regression.stop_smoke_run(runs[name])
+    if exitstatus == 0:
+        shutil.rmtree(runs["root"], ignore_errors=True)
+    else:
+        print(f"\nsmoke runs kept for their logs: {runs['root']}")

@@ -263,6 +263,13 @@ def test_steps_option_sets_apgds_iterations():
     built = attack._build(torch.device("cpu"), 10)
     assert (built.apgd.n_iter, built.apgd_targeted.n_iter, built.fab.n_iter, built.square.n_queries) == \
         (25, 25, 100, 5000)
+    # the step-size checkpoints of an APGD built for 25 iterations, as pyautoattack derives them
+    from pyautoattack.autopgd_base import APGDAttack
+
+    fresh = APGDAttack(model, n_iter=25, eps=0.1, device=torch.device("cpu"))
+    for apgd in (built.apgd, built.apgd_targeted):
+        assert [getattr(apgd, k) for k in ("n_iter_orig", "n_iter_2", "n_iter_min", "size_decr")] == \
+            [getattr(fresh, k) for k in ("n_iter_orig", "n_iter_2", "n_iter_min", "size_decr")] == [25, 5, 1, 1]
     default = AutoAttack(model, 0.1, version="custom", attacks=["apgd-ce"])
     assert default.name == "AutoAttack(apgd-ce)" and default._build(torch.device("cpu"), 10).apgd.n_iter == 100
     with pytest.raises(InvrobError, match="only for version='custom'"):

@@ -118,3 +118,40 @@ def test_front_line_is_the_staircase():
 def test_bad_input_is_one_clear_error(points, maximize, message):
     with pytest.raises(InvrobError, match=message):
         pareto_front(points, maximize)
+
+
+@pytest.mark.parametrize("b, expected", [
+    ((0.4, 0.4), True),     # the midpoint of (0, 1)–(1, 0) is (0.5, 0.5)
+    ((0.5, 0.5), False),    # on the segment: equal to a mixture, not beaten by one
+    ((0.5, 0.49), True),
+    ((0.6, 0.6), False),    # beyond the hull
+    ((0.0, 1.0), False),    # a point itself
+    ((-0.1, 1.0), True),    # the point (0, 1) alone
+])
+def test_mixture_dominates_on_hand_made_points(b, expected):
+    from invrob.pareto import mixture_dominates
+
+    assert mixture_dominates([(0, 1), (1, 0)], b) is expected
+    # mirrored directions give the mirrored answer
+    assert mixture_dominates([(0, -1), (1, 0)], (b[0], -b[1]), maximize=(True, False)) is expected
+
+
+def test_mixture_dominates_agrees_with_a_linear_program():
+    """Independent reference: scipy's linprog over mixtures of *all* points (any number of them):
+    maximise the smaller slack t subject to Σλ_i p_i ≥ b + t, Σλ = 1, λ ≥ 0; dominated iff it is
+    feasible with t ≥ 0 and strictly better in one coordinate at the optimum of the summed slack."""
+    from scipy.optimize import linprog
+
+    from invrob.pareto import dominates, mixture_dominates
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        pts = rng.uniform(0, 1, (rng.integers(1, 7), 2)).round(2)
+        b = rng.uniform(0, 1, 2).round(2)
+        n = len(pts)
+        # feasibility of Σλ p ≥ b, then the largest total slack Σ(Σλ p − b)
+        res = linprog(-pts.sum(1), A_ub=-pts.T, b_ub=-b, A_eq=np.ones((1, n)), b_eq=[1], bounds=[(0, 1)] * n)
+        reference = res.status == 0 and -res.fun - b.sum() > 1e-9
+        assert mixture_dominates(pts, b) == reference, (pts, b)
+        if any(dominates(q, b) for q in pts):
+            assert mixture_dominates(pts, b)

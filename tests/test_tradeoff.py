@@ -83,8 +83,9 @@ def test_recipes_round_trip_and_reuse_chapter_03s_models():
 
 def test_cifar10_at_paper_is_the_authors_cusp_recipe():
     """trades/cusp_cifar10.py: VGG16, SGD lr 0.1 / momentum 0.9 / weight decay 5e-4, 120 epochs, lr ÷10 at
-    75, 90, 100; PGD 10 steps of 2/255; CuSP (±120°, 2/255) → (±150°, 4/255) → (±180°, 8/255) at 75, 90."""
-    from invrob.train import CUSP_SCHEDULE
+    75, 90, 100 of their 1–120; PGD 10 steps of 2/255; CuSP (±120°, 2/255) → (±150°, 4/255) → (±180°, 8/255)
+    from their epochs 75 and 90 (train.CUSP_SCHEDULE, CUSP_LR_MILESTONES: the same, counted from 0)."""
+    from invrob.train import CUSP_LR_MILESTONES, CUSP_SCHEDULE
 
     S = TRADE.settings("paper")
     configs = TRADE.configs(S, "cifar10")
@@ -94,7 +95,7 @@ def test_cifar10_at_paper_is_the_authors_cusp_recipe():
         assert (c.model, c.dataset, c.epochs, c.optimizer, c.lr, c.momentum, c.weight_decay) == \
             ("vgg16", "cifar10", 120, "sgd", 0.1, 0.9, 5e-4)
         assert (c.lr_schedule, c.lr_milestones, c.attack_steps, c.attack_alpha, c.eps_warmup_epochs) == \
-            ("step", (75, 90, 100), 10, 2 / 255, 0)
+            ("step", CUSP_LR_MILESTONES, 10, 2 / 255, 0)
         assert c.model_kwargs == {}  # the standard width
     cusp = [c for c in configs if TRADE.recipe_of(c) == CURRICULUM]
     assert all(c.schedule == CUSP_SCHEDULE for c in cusp)
@@ -120,11 +121,11 @@ def test_cifar10_claims_read_levels_in_255ths():
     assert "at ε = 0.1 (MNIST), 2/255 (CIFAR-10)" in verdict(ROTATION_CLAIM, rot)["measured"]
 
 
-@pytest.mark.parametrize("epochs, starts", [(120, [0, 75, 90]), (6, [0, 4, 5]), (30, [0, 19, 22]), (2, [0, 1])])
+@pytest.mark.parametrize("epochs, starts", [(120, [0, 74, 89]), (6, [0, 4, 5]), (30, [0, 19, 22]), (2, [0, 1])])
 def test_cusp_stages_scale_the_authors_schedule(epochs, starts):
     S = TRADE.settings("cpu", epochs=epochs)
     stages = TRADE.curriculum(S)
-    assert [s[0] for s in stages] == starts  # the authors' lr drops at 75 and 90 of 120 epochs
+    assert [s[0] for s in stages] == starts  # the authors' lr drops after 74 and 89 of 120 epochs
     assert [s[1] for s in stages] == [120.0, 150.0, 180.0][:len(starts)]
     assert [s[2] for s in stages] == pytest.approx([0.075, 0.15, 0.3][:len(starts)])
 
@@ -304,3 +305,30 @@ def test_widened_dominance_keeps_its_level_with_five_seeds():
         share, _ = tradeoff.dominated_share(pd.DataFrame(rows), "lenet", n_boot=1000, seed=r)
         false += share >= 0.95
     assert false / reps <= 0.08, false / reps
+
+
+@pytest.mark.parametrize("cusp, mixed", [(0.45, True), (0.6, False)])
+def test_cusp_rows_say_whether_a_mixture_of_fixed_models_beats_it(cusp, mixed):
+    """Two fixed recipes at (0.9, 0.1) and (0.1, 0.9) dominate no point near (0.45, 0.45) alone; their
+    50/50 mixture, at (0.5, 0.5), does. It is a sensitivity line: the verdict stays the rule's."""
+    table = accuracy({"natural": {"spatial_grid": 0.9, "adversarial": 0.1},
+                      "rotation 180°": {"spatial_grid": 0.1, "adversarial": 0.9},
+                      CURRICULUM: {"spatial_grid": cusp, "adversarial": cusp}}, noise=0.0)
+    row = verdict(CUSP_CLAIM, table)
+    said = "; dominated by a random mixture of the natural and rotation 180° models" if mixed else \
+        "; not dominated by any random mixture of two fixed recipes' models"
+    assert said in row["measured"] and "dominated by no fixed recipe on the seed means" in row["measured"]
+    assert row["verdict"] == "agree"  # undominated by any single fixed recipe in every replicate
+
+
+def test_a_model_on_both_datasets_is_judged_twice_not_pooled():
+    """The same architecture on MNIST and CIFAR-10 (e.g. a GCNN at a custom profile): two entries,
+    named by dataset, each with its own verdict inputs."""
+    eps = ["natural", "adversarial ε=2/255", "adversarial ε=4/255", "adversarial ε=8/255"]
+    table = pd.concat([accuracy(along(EPS, "rotation_30", [0.5, 0.45, 0.4, 0.3]), model="gcnn_p4"),
+                       accuracy(along(eps, "rotation_30", [0.5, 0.55, 0.6, 0.7]), model="gcnn_p4",
+                                dataset="cifar10", eps_attack=2 / 255)], ignore_index=True)
+    row = verdict(ROTGRID_CLAIM, table)
+    assert "GCNN (p4) on MNIST ε = 0 → 0.3: 50.0% → 30.0%" in row["measured"]
+    assert "GCNN (p4) on CIFAR-10 ε = 0 → 8/255: 50.0% → 70.0%" in row["measured"]
+    assert row["verdict"] == "disagree"  # one model disagrees: the study's combination rule

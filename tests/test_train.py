@@ -391,7 +391,7 @@ def test_lr_schedules():
 
 # ------------------------------------------------------- recipes: schedules (CuSP), spatial training
 
-from invrob.train import CUSP_SCHEDULE, stage_at  # noqa: E402
+from invrob.train import CUSP_LR_MILESTONES, CUSP_SCHEDULE, stage_at  # noqa: E402
 
 # Digests of configs written before the recipe fields existed (recorded with the code at
 # that time): new fields at their default must leave every hash, slug and folder alone.
@@ -420,14 +420,17 @@ def test_existing_configs_keep_their_digest(kw, digest):
 
 
 def test_cusp_schedule_stages_and_lr_steps():
+    """The authors' loop, ``for epoch in range(1, 121)``: stage 1 while ``epoch < 75``, stage 2 while
+    ``epoch < 90``, stage 3 after; lr 0.1, ×0.1 from epochs 75, 90 and 100. Epoch e there is e − 1 here."""
     cusp = TrainConfig(model="resnet18", dataset="cifar10", epochs=120, lr=0.1, lr_schedule="step",
-                       lr_milestones=(75, 90, 100), schedule=CUSP_SCHEDULE, attack_alpha=2 / 255)
+                       lr_milestones=CUSP_LR_MILESTONES, schedule=CUSP_SCHEDULE, attack_alpha=2 / 255)
+    theirs = {1: (120.0, 2 / 255), 2: (150.0, 4 / 255), 3: (180.0, 8 / 255)}
+    for epoch in range(1, 121):  # their epoch numbers
+        stage = 1 if epoch < 75 else 2 if epoch < 90 else 3
+        lr = 0.1 * 0.1 ** sum(epoch >= m for m in (75, 90, 100))
+        assert stage_at(cusp, epoch - 1) == theirs[stage] and lr_at(cusp, epoch - 1) == pytest.approx(lr)
     stages = [stage_at(cusp, e) for e in range(120)]
-    assert stages[:75] == [(120.0, 2 / 255)] * 75
-    assert stages[75:90] == [(150.0, 4 / 255)] * 15
-    assert stages[90:] == [(180.0, 8 / 255)] * 30
-    assert [lr_at(cusp, e) for e in (0, 74, 75, 89, 90, 99, 100, 119)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
+    assert [stages.count(s) for s in theirs.values()] == [74, 15, 31]
     # θ and ε hold the final stage's values (the slug says so, and that it is scheduled).
     assert (cusp.theta, cusp.eps) == (180.0, 8 / 255) and cusp.adversarial
     assert re.fullmatch(r"resnet18-cifar10-theta180-eps0\.0313725-sched-seed0-[0-9a-f]{8}", cusp.slug())
@@ -436,7 +439,7 @@ def test_cusp_schedule_stages_and_lr_steps():
     same = TrainConfig.from_dict(json_round_trip(cusp.to_dict()))
     assert same == cusp and same.slug() == cusp.slug()
     fixed = TrainConfig(model="resnet18", dataset="cifar10", epochs=120, lr=0.1, lr_schedule="step",
-                        lr_milestones=(75, 90, 100), theta=180, eps=8 / 255, attack_alpha=2 / 255)
+                        lr_milestones=CUSP_LR_MILESTONES, theta=180, eps=8 / 255, attack_alpha=2 / 255)
     assert fixed.slug() != cusp.slug()
     # Without a schedule stage_at is the fixed (θ, ε).
     assert stage_at(fixed, 3) == (180.0, 8 / 255)

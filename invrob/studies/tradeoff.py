@@ -31,7 +31,7 @@ clean accuracy.
 from __future__ import annotations
 
 from .base import (ALPHA, POST_HOC, Claim, Study, Table, autoattack_of, bootstrap_change, change_over_grid, change_test, combine,
-                   label, models_in, seed_arrays)
+                   label, seed_arrays)
 
 CURRICULUM = "CuSP"
 WORST_CASE = "worst-of-10 spatial"
@@ -45,8 +45,8 @@ def _recipes(levels, name) -> dict:
     Each recipe: the TrainConfig fields that differ from the profile's common ones.
     CuSP's stages follow the authors' CIFAR-10 schedule (±120°, 2/255) → (±150°, 4/255)
     → (±180°, 8/255), i.e. ε at 1/4, 1/2 and 1 of the largest level, switching where
-    the authors' learning rate drops (epochs 75 and 90 of 120 → 5/8 and 3/4 of the
-    epochs): :func:`curriculum`.
+    the authors' learning rate drops (their epochs 75 and 90 of 1–120, i.e. after 74 and
+    89 of 120 epochs): :func:`curriculum`.
     """
     final = levels[-1]
     return {
@@ -68,13 +68,14 @@ RECIPES_OF = {"mnist": RECIPES, "cifar10": CIFAR_RECIPES}
 DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 
 # CIFAR-10 at paper: the authors' CuSP code (trades/cusp_cifar10.py): VGG16, SGD (lr 0.1, momentum
-# 0.9, weight decay 5e-4) for 120 epochs, the learning rate ÷10 at epochs 75, 90 and 100, PGD with
+# 0.9, weight decay 5e-4) for 120 epochs, the learning rate ÷10 from their epochs 75, 90 and 100
+# (counted from 1; train.CUSP_LR_MILESTONES counts from 0), PGD with
 # 10 steps of 2/255 in training, no ε ramp. At smoke a width-2 VGG16 runs a few recipes on the
 # 20-image stand-in (tests/test_notebooks.py), at cpu it is skipped (no CIFAR-10 offline).
 _NO_CIFAR = dict(cifar=False, cifar_models=["vgg16"], cifar_recipes=list(CIFAR_RECIPES),
                  cifar_seeds=[0, 1, 2, 3, 4], cifar_width=None,
                  cifar_train_size=None, cifar_epochs=120, cifar_optimizer="sgd", cifar_lr=0.1,
-                 cifar_weight_decay=5e-4, cifar_lr_milestones=[75, 90, 100], cifar_attack_steps=10,
+                 cifar_weight_decay=5e-4, cifar_lr_milestones=[74, 89, 99], cifar_attack_steps=10,
                  cifar_attack_alpha=2 / 255, cifar_eps_warmup_epochs=0, cifar_final_eps=8 / 255,
                  cifar_eps_attack=2 / 255)
 _MNIST = dict(width=None, lr_milestones=None, attack_alpha=None)  # the MNIST part's defaults (see part())
@@ -189,7 +190,7 @@ def curriculum(settings) -> tuple:
     """CuSP's stages for ``settings.epochs`` epochs up to ``final_eps`` (:func:`_recipes`); at 120
     epochs up to 8/255 they are the authors' (:data:`invrob.train.CUSP_SCHEDULE`)."""
     e, final = settings.epochs, settings.final_eps
-    first, second = max(1, round(e * 5 / 8)), max(2, round(e * 3 / 4))
+    first, second = (max(k, int(e * start / 120 + 0.5)) for k, start in ((1, 74), (2, 89)))
     if second <= first:
         second = first + 1
     stages = [(0, 120.0, final / 4), (first, 150.0, final / 2), (second, 180.0, final)]
@@ -317,6 +318,16 @@ def _rows(acc, names):
     return acc[acc["recipe"].isin(names)]
 
 
+def _per_model(acc):
+    """``(name, model, rows)`` per model and dataset, in table order; a model trained on both
+    datasets is two entries (named with the dataset), never pooled."""
+    pairs = list(dict.fromkeys(zip(acc["model"], acc["dataset"])))
+    twice = {m for m, _ in pairs if sum(other == m for other, _ in pairs) > 1}
+    for m, d in pairs:
+        yield (label(m) + (f" on {DATASET_LABELS[d]}" if m in twice else ""), m,
+               acc[(acc["model"] == m) & (acc["dataset"] == d)])
+
+
 def _means_and_conditional(rows, level, value) -> str:
     """Per-level means of ``value`` and, where defined, the same among the correctly classified points."""
     means = rows.groupby(level)[value].mean()
@@ -336,8 +347,8 @@ def _progressive_drop(acc, names, level, value, what) -> tuple[str, str]:
     Slopes per 45° of θ, per 0.1 of ε on MNIST and per 1/255 on CIFAR-10.
     """
     parts, verdicts = [], []
-    for m in models_in(acc):
-        rows = _rows(acc[acc["model"] == m], names)
+    for name, _, model_rows in _per_model(acc):
+        rows = _rows(model_rows, names)
         if rows[level].nunique() < 2:
             continue
         dataset = rows["dataset"].iloc[0]
@@ -345,14 +356,14 @@ def _progressive_drop(acc, names, level, value, what) -> tuple[str, str]:
         start = rows[rows[level] == rows[level].min()][value].mean()
         if start < FLOOR:
             verdicts.append("inconclusive")
-            parts.append(f"{label(m)}: {start:.1%} at {sym} = {_level(rows[level].min(), level, dataset)}, "
+            parts.append(f"{name}: {start:.1%} at {sym} = {_level(rows[level].min(), level, dataset)}, "
                          f"below the {FLOOR:.0%} floor (no room to drop)")
             continue
         per, per_text = ((45, "45°") if level == "theta" else (1 / 255, "1/255 of ε") if dataset == "cifar10"
                          else (0.1, "0.1 of ε"))
         text, verdict, lo, hi = change_over_grid(rows, level, value, "decrease", per, "", per_text=per_text)
         verdicts.append(verdict)
-        parts.append(f"{label(m)} {sym} = {_level(lo, level, dataset)} → {_level(hi, level, dataset)}: {text} "
+        parts.append(f"{name} {sym} = {_level(lo, level, dataset)} → {_level(hi, level, dataset)}: {text} "
                      f"({_means_and_conditional(rows, level, value)})")
     if not parts:
         return f"no {what} in this run", "inconclusive"
@@ -417,23 +428,31 @@ def dominated_share(acc, model: str, n_boot: int = 2000, seed: int = 0, spatial:
 
 
 def _cusp_on_front(spatial: str, what: str):
+    from ..pareto import mixture_dominates
+
     def measure(tables) -> tuple[str, str]:
         acc = tables["accuracy"]
         parts, verdicts = [], []
-        for m in models_in(acc):
-            rows = acc[acc["model"] == m]
+        for name, m, rows in _per_model(acc):
             if CURRICULUM not in set(rows["recipe"]) or rows["seed"].nunique() < 2:
-                parts.append(f"{label(m)}: no CuSP models, or one seed")
+                parts.append(f"{name}: no CuSP models, or one seed")
                 verdicts.append("inconclusive")
                 continue
-            share, over = dominated_share(acc, m, spatial=spatial)
+            share, over = dominated_share(rows, m, spatial=spatial)
             means = rows.groupby("recipe")[spatial].mean()
             floor = [r for r, v in means.items() if v < FLOOR]
             c = rows[rows["recipe"] == CURRICULUM][[spatial, ADVERSARIAL]].mean()
+            fixed = rows[rows["recipe"] != CURRICULUM].groupby("recipe", sort=False)[[spatial, ADVERSARIAL]].mean()
+            mixed = next((f"the {a} and {b} models" for i, a in enumerate(fixed.index) for b in fixed.index[i + 1:]
+                          if mixture_dominates(fixed.loc[[a, b]].to_numpy(), c.to_numpy())), None)
             verdicts.append("agree" if share <= ALPHA else "disagree" if share >= 1 - ALPHA else "inconclusive")
-            parts.append(f"{label(m)}: CuSP at {c[spatial]:.1%} ({what}), AutoAttack {c[ADVERSARIAL]:.1%}; "
+            parts.append(f"{name}: CuSP at {c[spatial]:.1%} ({what}), AutoAttack {c[ADVERSARIAL]:.1%}; "
                          f"dominated by {', '.join(over) if over else 'no fixed recipe'} on the seed means; "
                          f"dominated in {share:.0%} of bootstrap replicates over seeds"
+                         + ("" if len(fixed) < 2 else
+                            f"; dominated by a random mixture of {mixed} (sensitivity, not the rule)" if mixed else
+                            "; not dominated by any random mixture of two fixed recipes' models (sensitivity, "
+                            "not the rule)")
                          + (f"; {len(floor)} of {len(means)} recipes below {FLOOR:.0%} on this axis "
                             f"(for them the comparison rests on AutoAttack alone)" if floor else ""))
         return f"CuSP against the fixed recipes ({what}, AutoAttack-grade accuracy): " + \
@@ -441,8 +460,8 @@ def _cusp_on_front(spatial: str, what: str):
     return measure
 
 
-def _natural_vs(acc, m, recipe):
-    rows = _rows(acc[acc["model"] == m], ["natural", recipe])
+def _natural_vs(model_rows, recipe):
+    rows = _rows(model_rows, ["natural", recipe])
     if set(rows["recipe"]) != {"natural", recipe}:
         return None
     rows = rows.assign(arm=(rows["recipe"] == recipe).astype(int))
@@ -452,13 +471,13 @@ def _natural_vs(acc, m, recipe):
 def _worst_case_costs_adversarial(tables) -> tuple[str, str]:
     acc = tables["accuracy"]
     parts, verdicts = [], []
-    for m in models_in(acc):
-        arrays = _natural_vs(acc, m, WORST_CASE)
+    for name, _, rows in _per_model(acc):
+        arrays = _natural_vs(rows, WORST_CASE)
         if arrays is None:
             continue
         text, verdict = change_test(*arrays(ADVERSARIAL), "decrease")
         verdicts.append(verdict)
-        parts.append(f"{label(m)}, natural → worst-of-10 spatial training: AutoAttack-grade accuracy {text}")
+        parts.append(f"{name}, natural → worst-of-10 spatial training: AutoAttack-grade accuracy {text}")
     if not parts:
         return "no worst-case spatial recipe in this run", "inconclusive"
     return "; ".join(parts), combine(verdicts)
@@ -467,14 +486,14 @@ def _worst_case_costs_adversarial(tables) -> tuple[str, str]:
 def _worst_case_no_tradeoff(tables) -> tuple[str, str]:
     acc = tables["accuracy"]
     parts, verdicts = [], []
-    for m in models_in(acc):
-        arrays = _natural_vs(acc, m, REGULARISED)
+    for name, _, rows in _per_model(acc):
+        arrays = _natural_vs(rows, REGULARISED)
         if arrays is None:
             continue
         a, b = arrays("clean")
         if len(a) < 2:
             verdicts.append("inconclusive")
-            parts.append(f"{label(m)}: 1 seed, no interval")
+            parts.append(f"{name}: 1 seed, no interval")
             continue
         s_text, s_v = change_test(*arrays(SPATIAL), "increase")
         c_text, _ = change_test(a, b, "decrease")
@@ -482,7 +501,7 @@ def _worst_case_no_tradeoff(tables) -> tuple[str, str]:
         # no cost: the clean-accuracy change is shown to lie above −margin (non-inferiority)
         cost_v = "agree" if low > -NO_COST_MARGIN else "disagree" if high < -NO_COST_MARGIN else "inconclusive"
         verdicts.append(combine([s_v, cost_v]))
-        parts.append(f"{label(m)}, natural → worst-of-10 + regulariser: grid accuracy {s_text}; "
+        parts.append(f"{name}, natural → worst-of-10 + regulariser: grid accuracy {s_text}; "
                      f"clean accuracy {c_text}")
     if not parts:
         return "no regularised worst-case recipe in this run", "inconclusive"
