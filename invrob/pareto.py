@@ -22,7 +22,8 @@ Ties and duplicates, explicitly:
 A **mixture** of two models (each input sent to one of them at random, with
 probabilities λ and 1 − λ) scores ``λ·a + (1 − λ)·b`` in both coordinates, so
 mixtures of fixed points reach every point of the segments between them:
-:func:`mixture_dominates` asks whether some point of the convex hull dominates.
+:func:`mixture_dominates` asks whether some point of the convex hull dominates;
+:func:`hull_line` draws the hull's front.
 
 Coordinates must be finite (a NaN would compare false with everything and
 silently join the front): NaN or ±inf raise :class:`~invrob.errors.InvrobError`.
@@ -33,7 +34,7 @@ import numpy as np
 
 from .errors import InvrobError
 
-__all__ = ["dominates", "mixture_dominates", "pareto_front", "pareto_indices", "front_line"]
+__all__ = ["dominates", "mixture_dominates", "pareto_front", "pareto_indices", "front_line", "hull_line"]
 
 
 def _directions(maximize) -> np.ndarray:
@@ -145,3 +146,29 @@ def front_line(points, maximize=(True, True)) -> tuple[np.ndarray, np.ndarray]:
         xs += [xs[-1], x]
         ys += [y, y]
     return np.array(xs) * sign[0], np.array(ys) * sign[1]
+
+
+def _turn(a, b, c) -> float:
+    """The z-component of (b − a) × (c − a): > 0 for a left turn a → b → c, < 0 for a right turn."""
+    return float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+
+
+def hull_line(points, maximize=(True, True)) -> tuple[np.ndarray, np.ndarray]:
+    """The front of the mixtures of the points: ``(xs, ys)`` along the convex hull's outer chain.
+
+    The front points (:func:`pareto_front`) that lie on the upper-right convex hull, sorted by
+    the first coordinate; a point strictly below-left of a segment between two of them is
+    beaten by a mixture of the two (:func:`mixture_dominates`). Fewer than two distinct front
+    points: just those points.
+    """
+    sign = _directions(maximize)
+    p = _points(points)
+    front = np.unique(p[pareto_front(p, maximize)] * sign, axis=0)
+    front = front[np.argsort(front[:, 0], kind="stable")]   # x ascending, so y descending
+    chain: list[np.ndarray] = []
+    for q in front:  # Andrew's monotone chain, the upper side: drop points that are not a right turn
+        while len(chain) >= 2 and _turn(chain[-2], chain[-1], q) >= 0:
+            chain.pop()
+        chain.append(q)
+    hull = np.array(chain).reshape(-1, 2)
+    return hull[:, 0] * sign[0], hull[:, 1] * sign[1]

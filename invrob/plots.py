@@ -216,11 +216,12 @@ def pareto_panels(frame: pd.DataFrame, x: str, y: str, group: str, panel: str = 
                   group_label: str = "") -> plt.Figure:
     """Trade-off plot: one small dot per row (e.g. recipe × seed), each group's mean with bars
     spanning the min–max over its rows, and the Pareto front of the ``fixed`` groups' means
-    (both coordinates larger-is-better; :func:`invrob.pareto.front_line`) as a step line.
+    (both coordinates larger-is-better; :func:`invrob.pareto.front_line`) as a step line, and
+    the front of their random mixtures (:func:`invrob.pareto.hull_line`) dotted.
 
     ``highlight``: groups drawn as stars (e.g. a curriculum compared with the front).
     """
-    from .pareto import front_line
+    from .pareto import front_line, hull_line
 
     panels = list(dict.fromkeys(frame[panel]))
     groups = list(dict.fromkeys(frame[group]))
@@ -249,6 +250,10 @@ def pareto_panels(frame: pd.DataFrame, x: str, y: str, group: str, panel: str = 
             points = np.array([[means.loc[g][(x, "mean")], means.loc[g][(y, "mean")]] for g in front])
             fx, fy = front_line(points)
             ax.plot(fx, fy, color="0.3", lw=1.2, ls="--", zorder=2, label="front of the fixed recipes")
+            hx, hy = hull_line(points)
+            if len(hx) > 1:
+                ax.plot(hx, hy, color="0.5", lw=1.0, ls=":", zorder=2,
+                        label="front of random mixtures\nof two fixed models")
         ax.set_xlabel(xlabel or x)
         ax.set_title(model_label(str(name)))
         ax.grid(alpha=0.3)

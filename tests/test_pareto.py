@@ -155,3 +155,26 @@ def test_mixture_dominates_agrees_with_a_linear_program():
         assert mixture_dominates(pts, b) == reference, (pts, b)
         if any(dominates(q, b) for q in pts):
             assert mixture_dominates(pts, b)
+
+
+def test_hull_line_is_the_front_of_mixtures():
+    from invrob.pareto import hull_line, mixture_dominates
+
+    xs, ys = hull_line([(0, 1), (0.4, 0.4), (1, 0), (0.2, 0.1)])   # (0.4, 0.4) lies below the chord
+    assert list(xs) == [0, 1] and list(ys) == [1, 0]
+    xs, ys = hull_line([(1, 0), (0.6, 0.6), (0, 1)])
+    assert list(xs) == [0, 0.6, 1] and list(ys) == [1, 0.6, 0]
+    xs, ys = hull_line([(0.5, 0.5)])
+    assert list(xs) == [0.5] and list(ys) == [0.5]
+    # points just below the chain are beaten by a mixture, points just above it are not
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(0, 1, (8, 2))
+    hx, hy = hull_line(pts)
+    for t in np.linspace(0.05, 0.95, 7):
+        for k in range(len(hx) - 1):
+            x, y = hx[k] + t * (hx[k + 1] - hx[k]), hy[k] + t * (hy[k + 1] - hy[k])
+            assert mixture_dominates(pts, (x - 1e-6, y - 1e-6))
+            assert not mixture_dominates(pts, (x + 1e-6, y + 1e-6))
+    # mirrored directions mirror the line
+    mx, my = hull_line(pts * [1, -1], maximize=(True, False))
+    assert np.allclose(mx, hx) and np.allclose(my, -hy)
