@@ -460,52 +460,43 @@ def _cusp_on_front(spatial: str, what: str):
     return measure
 
 
-def _natural_vs(model_rows, recipe):
-    rows = _rows(model_rows, ["natural", recipe])
-    if set(rows["recipe"]) != {"natural", recipe}:
-        return None
-    rows = rows.assign(arm=(rows["recipe"] == recipe).astype(int))
-    return lambda value: seed_arrays(rows, "arm", 0, 1, value)
-
-
-def _worst_case_costs_adversarial(tables) -> tuple[str, str]:
-    acc = tables["accuracy"]
+def _against_natural(acc, recipe: str, judge, missing: str) -> tuple[str, str]:
+    """Per model (and dataset) with both arms: ``judge(name, arrays)`` → ``(text, verdict)``, where
+    ``arrays(value)`` gives the natural and ``recipe`` seed means of ``value``, paired by seed."""
     parts, verdicts = [], []
-    for name, _, rows in _per_model(acc):
-        arrays = _natural_vs(rows, WORST_CASE)
-        if arrays is None:
+    for name, _, model_rows in _per_model(acc):
+        rows = _rows(model_rows, ["natural", recipe])
+        if set(rows["recipe"]) != {"natural", recipe}:
             continue
-        text, verdict = change_test(*arrays(ADVERSARIAL), "decrease")
+        rows = rows.assign(arm=(rows["recipe"] == recipe).astype(int))
+        text, verdict = judge(name, lambda value, rows=rows: seed_arrays(rows, "arm", 0, 1, value))
+        parts.append(text)
         verdicts.append(verdict)
-        parts.append(f"{name}, natural → worst-of-10 spatial training: AutoAttack-grade accuracy {text}")
     if not parts:
-        return "no worst-case spatial recipe in this run", "inconclusive"
+        return missing, "inconclusive"
     return "; ".join(parts), combine(verdicts)
 
 
+def _worst_case_costs_adversarial(tables) -> tuple[str, str]:
+    def judge(name, arrays):
+        text, verdict = change_test(*arrays(ADVERSARIAL), "decrease")
+        return f"{name}, natural → worst-of-10 spatial training: AutoAttack-grade accuracy {text}", verdict
+    return _against_natural(tables["accuracy"], WORST_CASE, judge, "no worst-case spatial recipe in this run")
+
+
 def _worst_case_no_tradeoff(tables) -> tuple[str, str]:
-    acc = tables["accuracy"]
-    parts, verdicts = [], []
-    for name, _, rows in _per_model(acc):
-        arrays = _natural_vs(rows, REGULARISED)
-        if arrays is None:
-            continue
+    def judge(name, arrays):
         a, b = arrays("clean")
         if len(a) < 2:
-            verdicts.append("inconclusive")
-            parts.append(f"{name}: 1 seed, no interval")
-            continue
+            return f"{name}: 1 seed, no interval", "inconclusive"
         s_text, s_v = change_test(*arrays(SPATIAL), "increase")
         c_text, _ = change_test(a, b, "decrease")
         low, high = bootstrap_change(a, b).ci
         # no cost: the clean-accuracy change is shown to lie above −margin (non-inferiority)
         cost_v = "agree" if low > -NO_COST_MARGIN else "disagree" if high < -NO_COST_MARGIN else "inconclusive"
-        verdicts.append(combine([s_v, cost_v]))
-        parts.append(f"{name}, natural → worst-of-10 + regulariser: grid accuracy {s_text}; "
-                     f"clean accuracy {c_text}")
-    if not parts:
-        return "no regularised worst-case recipe in this run", "inconclusive"
-    return "; ".join(parts), combine(verdicts)
+        return (f"{name}, natural → worst-of-10 + regulariser: grid accuracy {s_text}; clean accuracy {c_text}",
+                combine([s_v, cost_v]))
+    return _against_natural(tables["accuracy"], REGULARISED, judge, "no regularised worst-case recipe in this run")
 
 
 _TESTS = ("both must agree, one-sided at level 0.05: the paired change between the ends of the grid "
