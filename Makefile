@@ -13,6 +13,8 @@ STAMP   := $(VENV)/.installed
 .PHONY: install data notebooks book test test-fast bench nbval-update screenshots clean
 
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); [ "$$free" -ge 7 ] || \
+	  echo "warning: $$free GiB free here; .venv needs about 6.5 GiB (torch and its CUDA libraries)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
