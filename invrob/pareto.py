@@ -22,8 +22,9 @@ Ties and duplicates, explicitly:
 A **mixture** of two models (each input sent to one of them at random, with
 probabilities λ and 1 − λ) scores ``λ·a + (1 − λ)·b`` in both coordinates, so
 mixtures of fixed points reach every point of the segments between them:
-:func:`mixture_dominates` asks whether some point of the convex hull dominates;
-:func:`hull_line` draws the hull's front.
+:func:`mixture_dominates` asks whether some point of the convex hull dominates,
+:func:`mixture_pair` names the two points whose segment does, and :func:`hull_line` draws
+the hull's front.
 
 Coordinates must be finite (a NaN would compare false with everything and
 silently join the front): NaN or ±inf raise :class:`~invrob.errors.InvrobError`.
@@ -34,7 +35,8 @@ import numpy as np
 
 from .errors import InvrobError
 
-__all__ = ["dominates", "mixture_dominates", "pareto_front", "pareto_indices", "front_line", "hull_line"]
+__all__ = ["dominates", "mixture_dominates", "mixture_pair", "pareto_front", "pareto_indices", "front_line",
+           "hull_line"]
 
 
 def _directions(maximize) -> np.ndarray:
@@ -153,6 +155,22 @@ def _turn(a, b, c) -> float:
     return float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
 
 
+def _hull_indices(points, maximize=(True, True)) -> np.ndarray:
+    """Indices into ``points`` of the vertices of :func:`hull_line`, by the first coordinate
+    (one index per distinct point: the first of duplicates)."""
+    p = _points(points) * _directions(maximize)
+    idx = np.flatnonzero(pareto_front(points, maximize))
+    _, first = np.unique(p[idx], axis=0, return_index=True)
+    idx = idx[np.sort(first)]
+    idx = idx[np.lexsort((-p[idx, 1], p[idx, 0]))]   # x ascending, so y descending on the front
+    chain: list[int] = []
+    for i in idx:  # Andrew's monotone chain, the upper side: drop points that are not a right turn
+        while len(chain) >= 2 and _turn(p[chain[-2]], p[chain[-1]], p[i]) >= 0:
+            chain.pop()
+        chain.append(int(i))
+    return np.array(chain, dtype=int)
+
+
 def hull_line(points, maximize=(True, True)) -> tuple[np.ndarray, np.ndarray]:
     """The front of the mixtures of the points: ``(xs, ys)`` along the convex hull's outer chain.
 
@@ -161,14 +179,26 @@ def hull_line(points, maximize=(True, True)) -> tuple[np.ndarray, np.ndarray]:
     beaten by a mixture of the two (:func:`mixture_dominates`). Fewer than two distinct front
     points: just those points.
     """
-    sign = _directions(maximize)
     p = _points(points)
-    front = np.unique(p[pareto_front(p, maximize)] * sign, axis=0)
-    front = front[np.argsort(front[:, 0], kind="stable")]   # x ascending, so y descending
-    chain: list[np.ndarray] = []
-    for q in front:  # Andrew's monotone chain, the upper side: drop points that are not a right turn
-        while len(chain) >= 2 and _turn(chain[-2], chain[-1], q) >= 0:
-            chain.pop()
-        chain.append(q)
-    hull = np.array(chain).reshape(-1, 2)
-    return hull[:, 0] * sign[0], hull[:, 1] * sign[1]
+    hull = p[_hull_indices(p, maximize)]
+    return hull[:, 0], hull[:, 1]
+
+
+def mixture_pair(points, b, maximize=(True, True)) -> tuple[int, int] | None:
+    """Which two of ``points`` mix to dominate ``b``: indices ``(i, j)`` of two consecutive
+    vertices of :func:`hull_line` (the segment a figure draws), ``(i, i)`` when vertex ``i``
+    alone dominates ``b``, ``None`` when no mixture does.
+
+    Complete, so ``mixture_pair(...) is not None`` exactly when :func:`mixture_dominates`:
+    a mixture that dominates ``b`` is itself matched or beaten in both coordinates by a
+    point of the hull's outer chain, which lies on one of its segments.
+    """
+    p = _points(points)
+    chain = _hull_indices(p, maximize)
+    for i in chain:
+        if dominates(p[i], b, maximize):
+            return int(i), int(i)
+    for i, j in zip(chain[:-1], chain[1:]):
+        if mixture_dominates(p[[i, j]], b, maximize):
+            return int(i), int(j)
+    return None

@@ -37,7 +37,9 @@ the epoch, like the learning rate, so resuming needs no extra state). CuSP
 ``lr_schedule="step", lr_milestones=(74, 89, 99)`` over 120 epochs: epochs here
 count from 0, theirs from 1 (their ``epoch >= 75`` is our ``epoch >= 74``), so
 their stages last 74, 15 and 31 epochs and so do ours. With a
-schedule the history also records the ``theta`` and ``eps`` of every epoch.
+schedule the history also records each epoch's stage, ``stage_theta`` and ``stage_eps``
+(apart from the ``theta`` and ``eps_train`` columns that name the model in the tables: the
+config's final stage).
 
 Reproducibility. Everything random in the loop — the shuffling, the rotation
 angles, the PGD random starts — is drawn from one dedicated CPU
@@ -782,7 +784,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
             row["val_acc"] = accuracy(model, x_val, y_val)
         row["lr"] = lr
         if config.schedule is not None:
-            row["theta"], row["eps"] = theta, stage_eps
+            row["stage_theta"], row["stage_eps"] = theta, stage_eps
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         if progress:

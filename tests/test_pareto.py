@@ -178,3 +178,34 @@ def test_hull_line_is_the_front_of_mixtures():
     # mirrored directions mirror the line
     mx, my = hull_line(pts * [1, -1], maximize=(True, False))
     assert np.allclose(mx, hx) and np.allclose(my, -hy)
+
+
+def test_mixture_pair_names_the_segment_of_the_hull():
+    from invrob.pareto import hull_line, mixture_dominates, mixture_pair
+
+    # The chapter's case: natural (a), adversarial (b), rotation (c) models, and a curriculum d
+    # that a mixture of a and c also beats; the pair named is the hull's segment b–c, the
+    # one the figure draws, not the first pair in table order.
+    pts = [(0.021, 0.698), (0.037, 0.892), (0.556, 0.198)]
+    d = (0.196, 0.452)
+    assert mixture_dominates(pts[0::2], d)
+    assert mixture_pair(pts, d) == (1, 2)
+    assert mixture_pair(pts, (0.03, 0.8)) == (1, 1)       # point b alone dominates
+    assert mixture_pair(pts, (0.3, 0.7)) is None          # beyond the hull
+    # Complete: some pair exactly when some mixture dominates, and it is a hull segment
+    # (or a hull vertex), in either direction of optimisation.
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        pts = rng.uniform(0, 1, (rng.integers(1, 7), 2)).round(2)
+        b = rng.uniform(0, 1, 2).round(2)
+        for sign in ([1, 1], [1, -1]):
+            maximize = (True, sign[1] > 0)
+            pair = mixture_pair(pts * sign, b * sign, maximize)
+            assert (pair is not None) == mixture_dominates(pts * sign, b * sign, maximize), (pts, b)
+            if pair is not None:
+                assert mixture_dominates(pts[list(pair)] * sign, b * sign, maximize)
+                hx, hy = hull_line(pts * sign, maximize)
+                vertices = [tuple(v) for v in np.c_[hx, hy]]
+                i, j = (tuple(pts[k] * sign) for k in pair)
+                assert i in vertices and j in vertices
+                assert i == j or abs(vertices.index(i) - vertices.index(j)) == 1

@@ -455,9 +455,14 @@ def test_schedule_switches_at_the_right_epochs(subset):
     schedule = ((0, 10.0, 0.0), (2, 30.0, 0.05), (4, 60.0, 0.1))
     config = small(epochs=5, schedule=schedule, attack_steps=1, max_batches_per_epoch=2)
     _, history = train(config, x, y, progress=False)
-    assert list(history.columns) == ["epoch", "loss", "train_acc", "lr", "theta", "eps", "seconds"]
-    assert history.theta.tolist() == [10.0, 10.0, 30.0, 30.0, 60.0]
-    assert history.eps.tolist() == [0.0, 0.0, 0.05, 0.05, 0.1]
+    assert list(history.columns) == ["epoch", "loss", "train_acc", "lr", "stage_theta", "stage_eps", "seconds"]
+    assert history.stage_theta.tolist() == [10.0, 10.0, 30.0, 30.0, 60.0]
+    assert history.stage_eps.tolist() == [0.0, 0.0, 0.05, 0.05, 0.1]
+    # The studies' tables tag each model by its config; the stages survive beside the tags.
+    from invrob.experiments import train_all
+    _, tagged = train_all([config], x, y, checkpoint_dir=None, progress=False)
+    assert tagged.theta.tolist() == [60.0] * 5 and tagged.eps_train.tolist() == [0.1] * 5
+    assert tagged.stage_theta.tolist() == [10.0, 10.0, 30.0, 30.0, 60.0]
 
 
 def test_schedule_stages_really_drive_training(subset):
@@ -500,7 +505,7 @@ def test_scheduled_run_resumes_mid_stage_bit_for_bit(subset, tmp_path, stop):
                                      callbacks=[lambda epoch, model, row: seen.append(epoch)])
     assert seen == list(range(stop + 1, 6))
     assert_same_weights(straight, resumed)
-    cols = ["epoch", "loss", "train_acc", "lr", "theta", "eps"]
+    cols = ["epoch", "loss", "train_acc", "lr", "stage_theta", "stage_eps"]
     pd.testing.assert_frame_equal(straight_history[cols], resumed_history[cols])
     # The finished run is found again under the same folder, config read back equal.
     _, loaded, _ = load_checkpoint(run, device="cpu")

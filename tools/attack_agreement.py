@@ -31,8 +31,13 @@ from invrob.attacks import robust_accuracy
 
 
 def ends(study, S, which=("min", "max")) -> list:
-    """Seed-0 configs at the ends (``which``) of every family's grid."""
+    """Seed-0 configs at the ends (``which``) of every family's grid; for the trade-off study,
+    seed 0 of each recipe that only it trains (rotation, worst-of-k, joint, CuSP: chapter 03
+    has the natural and adversarial ones)."""
     configs = [c for c in study.configs(S) if c.seed == S.seeds[0]]
+    if study.name == "tradeoff":
+        from invrob.studies.tradeoff import ADVERSARIAL_ONLY
+        return [c for c in configs if study.recipe_of(c) not in ADVERSARIAL_ONLY]
     picked = []
     for model in dict.fromkeys(c.model for c in configs):
         mine = [c for c in configs if c.model == model]
@@ -65,9 +70,12 @@ def main(argv=None) -> int:
         trained, _ = ex.train_all(configs, x_train, y_train, Path("checkpoints") / args.profile, progress=False)
         for config, model in trained:
             device = next(model.parameters()).device
-            grid = S.eps_grid if name == "invariance" else S.eps_train
-            budgets = [e for e in study.per_model(grid, config.model) if e > 0] if name == "invariance" \
-                else [e for e in grid if e > 0]
+            if name == "tradeoff":
+                budgets = [S.eps_attack]
+            elif name == "invariance":
+                budgets = [e for e in study.per_model(S.eps_grid, config.model) if e > 0]
+            else:
+                budgets = [e for e in S.eps_train if e > 0]
             xd, yd = x.to(device), y.to(device)
             for eps in budgets:
                 cheap = study.attack(S)(model)
@@ -78,7 +86,8 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 b = robust_accuracy(model, xd, yd, [eps], attack=full, batch_size=len(x))["accuracy"].item()
                 t_full = time.perf_counter() - t
-                rows.append({"model": config.model, "theta": config.theta, "eps_train": config.eps, "eps": eps,
+                rows.append({"model": config.model, "recipe": study.recipe_of(config) if name == "tradeoff" else "",
+                             "theta": config.theta, "eps_train": config.eps, "eps": eps,
                              "cheap": a, "standard": b, "cheap_minus_standard": a - b, "n": len(x),
                              "cheap_attack": cheap.name, "seconds_cheap": round(t_cheap, 1),
                              "seconds_standard": round(t_full, 1)})
