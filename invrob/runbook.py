@@ -100,6 +100,18 @@ def failed_path(dest: Path) -> Path:
     return dest.with_name(f"{dest.stem}.failed.ipynb")
 
 
+# A kernel can die before it answers when another kernel, started at the same moment (the
+# sweep's workers, the test suite's background runs), binds one of its ports first: jupyter_client
+# picks free ports, then the new kernel binds them. No cell has run then, so a fresh kernel with
+# fresh ports is started; any other failure is final.
+KERNEL_START_TRIES = 3
+
+
+def _kernel_never_started(error: Exception) -> bool:
+    """Did the kernel die before replying to its first message (nbclient's error)?"""
+    return isinstance(error, RuntimeError) and "before replying to kernel_info" in str(error)
+
+
 def run_notebook(source: Path | str, dest: Path | str, profile: str | None = None,
                  cwd: Path | str | None = None, *, parameters: dict | None = None,
                  log: str | os.PathLike | IO[str] | None = None, kernel_name: str | None = None,
@@ -119,6 +131,8 @@ def run_notebook(source: Path | str, dest: Path | str, profile: str | None = Non
     - ``dest`` appears atomically (papermill writes ``.<stem>.partial.ipynb`` beside
       it while cells run), with progress-bar streams tidied (:func:`tidy_streams`).
       A stale ``<stem>.failed.ipynb`` from an earlier run is removed.
+    - A kernel that dies before it starts (a port taken by another kernel starting at the
+      same moment) is replaced, up to :data:`KERNEL_START_TRIES` kernels in all.
     - A failure keeps the executed copy as ``<stem>.failed.ipynb`` (its outputs are the
       evidence) and raises one :class:`NotebookError` line. A KeyboardInterrupt
       propagates and leaves only the partial file: ``dest`` is never half-written.
@@ -140,19 +154,26 @@ def run_notebook(source: Path | str, dest: Path | str, profile: str | None = Non
     with ExitStack() as stack:
         if isinstance(log, (str, os.PathLike)):
             log = stack.enter_context(open(log, "a"))
-        try:
-            papermill.execute_notebook(
-                str(source), str(partial), parameters=values, kernel_name=kernel_name,
-                language="python", progress_bar=False, stdout_file=log, stderr_file=log,
-                resources={"metadata": {"path": str(cwd.resolve())}})
-        except PapermillExecutionError as error:
-            trace = _ANSI.sub("", "\n".join(error.traceback))
-            raise _failure(source, partial, failed, log, "the notebook raised", trace,
-                           error.exec_count, error.ename, error.evalue) from None
-        except Exception as error:  # the kernel died or never started, a timeout, ...
-            lines = str(error).strip().splitlines() or [""]
-            raise _failure(source, partial, failed, log, "papermill failed", _traceback.format_exc(),
-                           None, type(error).__name__, lines[0]) from None
+        for attempt in range(1, KERNEL_START_TRIES + 1):
+            try:
+                papermill.execute_notebook(
+                    str(source), str(partial), parameters=values, kernel_name=kernel_name,
+                    language="python", progress_bar=False, stdout_file=log, stderr_file=log,
+                    resources={"metadata": {"path": str(cwd.resolve())}})
+                break
+            except PapermillExecutionError as error:
+                trace = _ANSI.sub("", "\n".join(error.traceback))
+                raise _failure(source, partial, failed, log, "the notebook raised", trace,
+                               error.exec_count, error.ename, error.evalue) from None
+            except Exception as error:  # the kernel died or never started, a timeout, ...
+                if attempt < KERNEL_START_TRIES and _kernel_never_started(error):
+                    if log is not None:
+                        log.write(f"\n# the kernel died before it started ({error}); starting another "
+                                  f"(try {attempt + 1} of {KERNEL_START_TRIES})\n")
+                    continue
+                lines = str(error).strip().splitlines() or [""]
+                raise _failure(source, partial, failed, log, "papermill failed", _traceback.format_exc(),
+                               None, type(error).__name__, lines[0]) from None
     tidy_streams(partial)
     os.replace(partial, dest)
     return time.perf_counter() - start

@@ -71,6 +71,34 @@ def test_failure_is_one_line_and_keeps_the_executed_copy(tmp_path):
     assert "# the notebook raised:" in text and "injected failure" in text and "\x1b[" not in text
 
 
+@pytest.mark.parametrize("deaths, error, calls, ok", [
+    (2, "Kernel died before replying to kernel_info", 3, True),    # two kernels lost their ports: the third runs
+    (3, "Kernel died before replying to kernel_info", 3, False),   # three: the failure is final
+    (1, "Kernel didn't respond in 60 seconds", 1, False),          # anything else is final at once
+])
+def test_a_kernel_that_dies_before_it_starts_is_replaced(tmp_path, monkeypatch, deaths, error, calls, ok):
+    import papermill
+
+    made = []
+
+    def execute(source, output, **kwargs):  # stands in for papermill: no kernel starts here
+        made.append(output)
+        if len(made) <= deaths:
+            raise RuntimeError(error)
+        shutil.copy(source, output)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    dest, log = tmp_path / "out" / "toy.ipynb", tmp_path / "log.txt"
+    if ok:
+        assert run_notebook(FIXTURE, dest, "smoke", cwd=tmp_path, log=log) >= 0 and dest.is_file()
+    else:
+        with pytest.raises(NotebookError, match=re.escape(error)):
+            run_notebook(FIXTURE, dest, "smoke", cwd=tmp_path, log=log)
+        assert not dest.exists()
+    assert len(made) == calls <= runbook.KERNEL_START_TRIES
+    assert log.read_text().count("# the kernel died before it started") == (calls - 1 if ok or calls > 1 else 0)
+
+
 def test_missing_notebook_or_workdir_is_one_line(tmp_path):
     with pytest.raises(InvrobError, match=r"^notebook .*nope\.ipynb not found$"):
         run_notebook(tmp_path / "nope.ipynb", tmp_path / "x.ipynb", "smoke", cwd=tmp_path)
