@@ -47,6 +47,12 @@ def load_split(dataset: str, train_size: int | None, test_size: int | None, data
     return x_train.to(dtype), y_train, x_test.to(dtype), y_test
 
 
+def test_split(dataset: str, data_root=None):
+    """The whole test split of ``dataset`` in torch's default dtype (what quality gates read)."""
+    x, y = load_dataset(dataset, data_root, train=False)
+    return x.to(torch.get_default_dtype()), y
+
+
 def study_dirs(notebook: str, profile: str, output_dir=None, checkpoint_dir=None) -> tuple[Path, Path]:
     """``results/<profile>/<notebook>`` and ``checkpoints/<profile>`` unless given."""
     output = Path(output_dir or Path("results") / profile / notebook)
@@ -315,6 +321,61 @@ def attack_accuracy_table(trained: Trained, x, y, attacks: dict, progress: bool 
             rows.append({"attack": name, "accuracy": value, "n": len(x)})
         return pd.DataFrame(rows)
     return _tagged(trained, measure, progress, "attacks")
+
+
+def models_table(trained: Trained, x, y, robust_points: pd.DataFrame | None = None,
+                 spatial_points: int | None = None, history: pd.DataFrame | None = None,
+                 recipes: dict | None = None) -> pd.DataFrame:
+    """One row per trained model: what its quality gates (:mod:`invrob.gates`) read.
+
+    - ``clean``: accuracy on ``(x, y)`` — give the whole test set (eval mode);
+    - ``rotated``: accuracy on ``(x, y)`` each rotated by an angle drawn uniformly from
+      [−θ, θ] (:func:`invrob.rotations.rotated_accuracy`, seed 0; θ > 0 only);
+    - ``autoattack``: robust accuracy at the model's own training ε from ``robust_points``
+      (ε > 0 only), over ``n_autoattack`` points;
+    - ``spatial_drop``: with ``spatial_points``, clean accuracy minus accuracy under one random
+      rotation in ±30° and shift in ±3 px (Engstrom et al.'s ranges) on the first
+      ``spatial_points`` test points;
+    - ``min_stage_epochs``: from ``history``'s ``stage_theta``/``stage_eps`` columns, the length of the
+      shortest curriculum stage (schedules only).
+
+    ``recipes``: ``{id(config): recipe name}`` adds a ``recipe`` column (trade-off study).
+    Columns: the tags (+ recipe), clean, n_clean, rotated, n_rotated, autoattack,
+    n_autoattack, spatial_drop, min_stage_epochs.
+    """
+    from .attacks import WorstOfK
+    from .metrics import accuracy
+
+    rows = []
+    for config, model in trained:
+        row = {**tags(config), "clean": accuracy(model, x, y), "n_clean": len(x)}
+        if config.theta > 0:
+            row["rotated"] = float(rotated_accuracy(model, x, y, [config.theta], seed=0)["accuracy"].iloc[0])
+            row["n_rotated"] = len(x)
+        if recipes is not None:
+            row["recipe"] = recipes[id(config)]
+        if spatial_points:
+            xs, ys = x[:spatial_points], y[:spatial_points]
+            moved = WorstOfK(model, k=1, seed=config.seed).survives(xs, ys).double().mean().item()
+            row["spatial_drop"] = accuracy(model, xs, ys) - moved
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    keys = [c for c in ("model", "dataset", "theta", "eps_train", "seed", "recipe") if c in table]
+    if robust_points is not None:
+        own = robust_points[(robust_points["eps"] == robust_points["eps_train"]) & (robust_points["eps"] > 0)]
+        own = own.groupby([k for k in keys if k in own], sort=False)["robust"].agg(["mean", "size"])
+        table = table.merge(own.rename(columns={"mean": "autoattack", "size": "n_autoattack"}).reset_index(),
+                            how="left")
+    if history is not None and "stage_theta" in history:
+        staged = history.dropna(subset=["stage_theta"])
+        by = [k for k in keys if k in staged and k != "dataset"]
+        lengths = (staged.groupby([*by, "stage_theta", "stage_eps"], sort=False).size()
+                   .groupby(level=list(range(len(by)))).min().rename("min_stage_epochs").reset_index())
+        table = table.merge(lengths, how="left")
+    for column in ("rotated", "n_rotated", "autoattack", "n_autoattack", "spatial_drop", "min_stage_epochs"):
+        if column not in table:
+            table[column] = float("nan")
+    return table
 
 
 def show_progress(profile: str) -> bool:

@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 from .errors import InvrobError
 
 MODEL_LABELS = {"stdcnn": "StdCNN", "gcnn_p4": "GCNN (p4)", "gcnn_p8": "GCNN (p8)",
-                "gcnn_d4": "GCNN (p4m)", "lenet": "LeNet", "madry": "Madry net",
+                "gcnn_d4": "GCNN (p4m)", "lenet": "LeNet", "madry": "Madry net", "wong": "Wong net",
                 "resnet18": "ResNet-18", "vgg16": "VGG16"}
 NORM_LABELS = {"linf": "ℓ∞", "l2": "ℓ2"}
 

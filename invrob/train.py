@@ -87,7 +87,8 @@ __all__ = ["TrainConfig", "train", "load_checkpoint", "checkpoint_path",
 CHECKPOINT_FORMAT = "invrob-checkpoint"
 CHECKPOINT_VERSION = 1
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "onecycle")
+ONECYCLE_PEAK = 0.4  # one-cycle: the rate peaks 2/5 of the way through (Wong et al. 2020's MNIST script)
 # Fields that say *where* a run executes, not *what* it computes: a run trained
 # on a GPU may be loaded or resumed on the CPU.
 RUNTIME_FIELDS = ("device",)
@@ -400,12 +401,19 @@ class TrainConfig:
         return self.attack_alpha * eps / self.eps
 
 
-def lr_at(config: TrainConfig, epoch: int) -> float:
-    """Learning rate of 0-based ``epoch``: a pure function, so resuming needs no state.
+def lr_at(config: TrainConfig, epoch: float) -> float:
+    """Learning rate at 0-based ``epoch``: a pure function, so resuming needs no state.
 
     constant: ``lr``; cosine: ``lr · (1 + cos(π e / E)) / 2``; step: ``lr`` times
-    0.1 from 50 % and again from 75 % of the epochs (or at each of ``lr_milestones``).
+    0.1 from 50 % and again from 75 % of the epochs (or at each of ``lr_milestones``);
+    these three change once per epoch. onecycle (Smith & Topin 2019, as in Wong et al.
+    2020's fast adversarial training): per batch, with ``epoch`` fractional (``e + (b + 1) / B``
+    after batch b of B), linear from 0 up to ``lr`` at :data:`ONECYCLE_PEAK` · E, then linear
+    down to 0 at E.
     """
+    if config.lr_schedule == "onecycle":
+        peak = ONECYCLE_PEAK * config.epochs
+        return float(config.lr * np.interp(epoch, [0.0, peak, float(config.epochs)], [0.0, 1.0, 0.0]))
     if config.lr_schedule == "cosine":
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
     if config.lr_schedule == "step":
@@ -735,6 +743,7 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
     data_device = device if _fits_on_gpu(x, device) else x.device
     x_data, y_data = x.to(data_device), y.to(data_device)
     n_batches = _batches_per_epoch(config, n)
+    per_batch_lr = config.lr_schedule == "onecycle"
     callbacks = list(callbacks)
     # One bar per run, not per epoch: a notebook (and the book) shows one line per model.
     bar = _progress(progress, desc or config.slug(), total=(config.epochs - start_epoch) * n_batches)
@@ -751,6 +760,10 @@ def train(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, checkpoint_dir:
         seen = 0
         model.train()
         for b in range(n_batches):
+            if per_batch_lr:
+                lr = lr_at(config, epoch + (b + 1) / n_batches)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             index = order[b * config.batch_size:(b + 1) * config.batch_size].to(data_device)
             xb = x_data[index].to(device, non_blocking=True)
             yb = y_data[index].to(device, non_blocking=True)

@@ -18,8 +18,8 @@ LAYERS = [
     {"data", "metrics", "stats", "pareto", "theory"},
     {"rotations", "transforms", "models"},
     {"attacks"},
-    {"train", "geometry"},
-    {"experiments", "plots"},
+    {"train", "geometry", "stacked"},
+    {"experiments", "plots", "gates"},
     {"studies", "profiles"},
     {"runbook", "regression", "sweep", "cli"},
 ]

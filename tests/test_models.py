@@ -62,7 +62,8 @@ def test_one_list_of_datasets():
 
 
 def test_registry_lists_every_model():
-    assert set(model_names()) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "lenet", "madry", "resnet18", "vgg16"}
+    assert set(model_names()) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "lenet", "madry", "wong", "resnet18",
+                                  "vgg16"}
     assert set(model_names("cifar10")) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "resnet18", "vgg16"}
     assert "resnet18" not in model_names("mnist") and "lenet" not in model_names("cifar10")
 
@@ -172,6 +173,9 @@ def test_reference_nets_match_their_published_sizes():
     # LeNet (PyTorch MNIST example), Madry et al. MNIST net, CIFAR ResNet-18: well-known counts.
     assert count_parameters(build_model("lenet")) == 21_840
     assert count_parameters(build_model("madry")) == 3_274_634
+    # Wong et al.'s fast-AT net: 16·16+16 + 32·16·16+32 + 1568·100+100 + 100·10+10
+    assert count_parameters(build_model("wong")) == 166_406
+    assert count_parameters(build_model("wong", width=2)) == 2 * 16 * 16 + 32 + 64 * 32 * 16 + 64 + 3136 * 200 + 200 + 2010
     assert count_parameters(build_model("resnet18", "cifar10")) == 11_173_962
     assert count_parameters(build_model("resnet18", "cifar10", width=8)) < 200_000
 

@@ -20,6 +20,8 @@ import pytest
 from invrob import stats, studies
 from invrob.errors import InvrobError
 from invrob.experiments import summarize_points
+
+TAGS = ("model", "dataset", "theta", "eps_train", "seed")
 from invrob.studies import adversarial, invariance
 from invrob.studies.adversarial import COSINE_MARGIN, GAP_MARGIN
 from test_tradeoff import accuracy as tradeoff_accuracy  # the trade-off study's hand-made table
@@ -220,7 +222,7 @@ def synthetic():
     accuracy among the correctly classified points drops (agree); adversarial cosines
     equal the random corner's at every training ε (agree).
     """
-    S1, S3 = INV.settings("cpu"), ADV.settings("cpu")
+    S1, S3 = INV.settings("cpu"), ADV.settings("cpu", models=["lenet"])  # the hand-made tables name LeNet
     th = {m: invariance.per_model(S1.thetas, m) for m in S1.models}
     eps_grid = {m: invariance.per_model(S1.eps_grid, m) for m in S1.models}
     assert th == {"stdcnn": [0, 90, 180], "gcnn_p4": [0, 15, 30, 45]} and list(S1.seeds) == list(SEEDS)
@@ -265,9 +267,20 @@ def synthetic():
                 geo=subspace_cosines(S3.pca_k, eps_train=e3), directional=directional(eps_train=e3))
 
 
+def models_of(*frames, clean=0.995, autoattack=0.90, rotated=0.99):
+    """A ``models`` table for every model the frames tag, every gate passed unless told otherwise."""
+    tagged = pd.concat([f[[c for c in (*TAGS, "recipe") if c in f]] for f in frames], ignore_index=True)
+    models = tagged.drop_duplicates().reset_index(drop=True)
+    return models.assign(clean=clean, n_clean=10000, rotated=rotated, n_rotated=2000, autoattack=autoattack,
+                         n_autoattack=100, spatial_drop=0.0, min_stage_epochs=3.0)
+
+
 @pytest.fixture(scope="module")
 def tables():
-    return synthetic()
+    t = synthetic()
+    t.update(models1=models_of(t["inv"], t["points"]), models3=models_of(t["inv3"]),
+             models5=models_of(t["trade"]))
+    return t
 
 
 # ---------------------------------------------------------------------- chapters vs verdict page
@@ -318,27 +331,29 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
     chapters = {}
     chapters.update(chapter_verdicts(run_cell(closing_cell("01_invariance_vs_robustness"), dict(
         common, study=INV, S=t["S1"], invariance=t["inv"], robustness=t["rob"], robust_points=t["points"],
-        vs_pgd=t["vs_pgd1"]))))
+        vs_pgd=t["vs_pgd1"], models=t["models1"]))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("02_decision_boundary_distance"),
                                               dict(common, study=INV, distances=t["dist"]))))
     text3 = run_cell(closing_cell("03_robustness_vs_invariance"), dict(
-        common, study=ADV, S=t["S3"], invariance=t["inv3"], worst=t["worst"], vs_pgd=t["vs_pgd3"]))
+        common, study=ADV, S=t["S3"], invariance=t["inv3"], worst=t["worst"], vs_pgd=t["vs_pgd3"],
+        models=t["models3"]))
     chapters.update(chapter_verdicts(text3))
     chapters.update(chapter_verdicts(run_cell(closing_cell("04_perturbation_geometry"), dict(
         common, study=ADV, S=t["S3"], geometry=t["geo"], tangents=t["tangents"], directional=t["directional"]))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("05_tradeoff"), dict(
-        common, study=TRADE, accuracy=t["trade"]))))
+        common, study=TRADE, accuracy=t["trade"], models=t["models5"]))))
 
     # the tables as the notebooks write them, read back by the verdict page's own cells
     for study, name, frame in [(INV, "invariance", t["inv"]), (INV, "robust_points", t["points"]),
                                (INV, "robustness", t["rob"]), (INV, "distances", t["dist"]),
                                (ADV, "invariance", t["inv3"]), (ADV, "worst_of_k", t["worst"]),
                                (ADV, "subspace_cosines", t["geo"]), (ADV, "tangent_cosines", t["tangents"]),
-                               (TRADE, "accuracy", t["trade"])]:
+                               (TRADE, "accuracy", t["trade"]), (INV, "models", t["models1"]),
+                               (ADV, "models", t["models3"]), (TRADE, "models", t["models5"])]:
         (tmp_path / study.table(name).notebook).mkdir(exist_ok=True)
         study.save(name, frame, tmp_path / study.table(name).notebook)
     page = notebook_cells("06_verdict")
-    assert len(page) == 2 and "read_tables" in page[0] and "bottom_line" in page[1]
+    assert len(page) == 3 and "read_tables" in page[0] and "bottom_line" in page[1] and "show_gates" in page[2]
     namespace = dict(profile="cpu", results_root=str(tmp_path))
     text = "\n".join(run_cell(cell, namespace) for cell in page)
 
@@ -354,7 +369,10 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
     assert verdict_page_verdicts(text) == expected
     assert ("8 of 12 claims agree, 2 disagree, 2 are inconclusive at the cpu profile (and 1 post-hoc row, "
             "exploratory, not counted)." in text)
-    assert studies.STATS_RULE in text and studies.COMBINE_RULE in text
+    assert studies.STATS_RULE in text and studies.COMBINE_RULE in text and studies.GATE_RULE in text
+    assert "**below gate**" not in text and text.count("**pass**") == sum(len(s.gate_table(t[f"models{n}"]))
+                                                                       for s, n in ((INV, 1), (ADV, 3), (TRADE, 5)))
+    assert set(written_gates(tmp_path)) == {"pass"}
     assert "the gap grows: invariance drops (arXiv v1)" in text3
     written = pd.read_csv(tmp_path / "verdict.csv")
     assert list(written.columns) == list(studies.CLAIM_COLUMNS)
@@ -362,11 +380,50 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
     assert set(written["rule"]) == {c.rule for s in studies.all_studies() for c in s.paper_claims}
 
 
+def written_gates(root):
+    return pd.read_csv(root / "verdict.csv")["gates"].tolist()
+
+
+def test_a_model_below_its_gate_makes_every_claim_reading_it_inconclusive(tables):
+    t = tables
+    models = t["models3"].copy()
+    top = models["eps_train"].max()
+    weak = models["eps_train"] == top
+    models.loc[weak, "autoattack"] = 0.50  # the largest ε's models 50% under AutoAttack: below 78.5%
+    rows = ADV.claims({"invariance": t["inv3"], "worst_of_k": t["worst"], "models": models}).set_index("claim")
+    assert set(rows["verdict"]) == {"inconclusive"}
+    for claim in (UNCHANGED, SPATIAL):
+        assert rows.loc[claim, "measured"].startswith(f"models below gate (LeNet, ε = {top:g}: AutoAttack accuracy "
+                                                      f"at its own training ε ≥ 78.5% (50.0%))")
+        assert rows.loc[claim, "gates"].startswith(f"below gate: LeNet, ε = {top:g}")
+    assert "the rule alone would say disagree" in rows.loc[UNCHANGED, "measured"]
+    assert "the rule alone would say agree" in rows.loc[SPATIAL, "measured"]
+    # the gate table says which family failed, and by how much over the seeds
+    gate = ADV.gate_table(models).set_index(["eps_train", "gate"])
+    assert not gate.loc[(top, "adversarial: AutoAttack"), "passed"] and gate.loc[(0.1, "adversarial: AutoAttack"), "passed"]
+    assert gate.loc[(top, "adversarial: AutoAttack"), "value"] == pytest.approx(0.5)
+    # without a models table the rule alone decides, and the row says the gates were not checked
+    rows = ADV.claims({"invariance": t["inv3"], "worst_of_k": t["worst"]}).set_index("claim")
+    assert rows.loc[UNCHANGED, "verdict"] == "disagree"
+    assert rows.loc[UNCHANGED, "gates"] == "not checked (no models table)"
+
+
+def test_a_claim_is_gated_only_by_the_models_it_reads(tables):
+    models = tables["models5"].copy()
+    models.loc[models["recipe"] == "CuSP", "min_stage_epochs"] = 1.0  # a one-epoch curriculum stage
+    rows = TRADE.claims({"accuracy": tables["trade"], "models": models}).set_index("claim")
+    cusp = [c.claim for c in TRADE.paper_claims if "CuSP" in c.claim]
+    assert all(rows.loc[c, "verdict"] == "inconclusive" and "CuSP: epochs of its shortest curriculum stage ≥ 2 (1)"
+               in rows.loc[c, "measured"] for c in cusp)
+    others = rows.drop(index=cusp)
+    assert set(others["gates"]) == {"pass"}  # the rotation, ε and worst-case rows read no CuSP model
+
+
 def test_verdict_page_names_the_missing_table_and_its_notebook(tables, tmp_path):
     nb1, nb3 = tmp_path / "01_invariance_vs_robustness", tmp_path / "03_robustness_vs_invariance"
     nb1.mkdir(), nb3.mkdir()
     for name, frame in [("invariance", tables["inv"]), ("robust_points", tables["points"]),
-                        ("robustness", tables["rob"])]:
+                        ("robustness", tables["rob"]), ("models", tables["models1"])]:
         INV.save(name, frame, nb1)
     with pytest.raises(InvrobError, match=r"distances\.csv is missing: run "
                                           r"notebooks/02_decision_boundary_distance\.ipynb") as error:
@@ -374,6 +431,7 @@ def test_verdict_page_names_the_missing_table_and_its_notebook(tables, tmp_path)
     assert "\n" not in str(error.value)
 
     ADV.save("invariance", tables["inv3"], nb3)
+    ADV.save("models", tables["models3"], nb3)
     (tmp_path / "04_perturbation_geometry").mkdir()
     ADV.save("tangent_cosines", tables["tangents"], tmp_path / "04_perturbation_geometry")
     with pytest.raises(InvrobError, match=r"worst_of_k\.csv is missing: run notebooks/03_robustness_vs_invariance"):
@@ -381,7 +439,7 @@ def test_verdict_page_names_the_missing_table_and_its_notebook(tables, tmp_path)
     # subspace_cosines only strengthens a claim (Claim.uses): its absence is no error …
     ADV.save("worst_of_k", tables["worst"], nb3)
     read = ADV.read_tables(tmp_path)
-    assert set(read) == {"invariance", "worst_of_k", "tangent_cosines"}
+    assert set(read) == {"invariance", "worst_of_k", "tangent_cosines", "models"}
     assert len(ADV.claims(read)) == 3
     # … unless it is asked for by name
     with pytest.raises(InvrobError, match=r"subspace_cosines\.csv is missing: run notebooks/04_perturbation"):
@@ -389,11 +447,11 @@ def test_verdict_page_names_the_missing_table_and_its_notebook(tables, tmp_path)
 
 
 def test_verdict_page_states_the_statistics_and_the_bottom_line():
-    """The real last cell of 05 renders STATS_RULE, COMBINE_RULE and the bottom line under the tables."""
+    """The verdict page's scorecard cell renders STATS_RULE, COMBINE_RULE and the bottom line under the tables."""
     rows = pd.DataFrame([dict(study=s.name, claim=c.claim, paper=c.paper, measured="m", rule=c.rule,
                               verdict=v) for s in studies.all_studies()
                          for c, v in zip(s.paper_claims, ["agree", "disagree", "inconclusive"])])
-    text = run_cell(notebook_cells("06_verdict")[-1], dict(verdict=rows, profile="paper", studies=studies))
+    text = run_cell(notebook_cells("06_verdict")[1], dict(verdict=rows, profile="paper", studies=studies))
     assert f"{studies.STATS_RULE} {studies.COMBINE_RULE}" in text
     assert "**Bottom line.** 3 of 9 claims agree, 3 disagree, 3 are inconclusive at the paper profile." in text
     assert verdict_page_verdicts(text) == dict(zip(rows["claim"], rows["verdict"]))
@@ -887,9 +945,9 @@ def test_every_study_names_real_notebooks_and_unique_tables():
             assert (REPO / "notebooks" / f"{notebook}.ipynb").exists(), notebook
         assert {t.notebook for t in study.tables} <= set(study.notebooks)
         assert study.claim_tables() and len(study.paper_claims) >= 2
-    assert INV.claim_tables() == ["invariance", "robust_points", "robustness", "distances"]
-    assert ADV.claim_tables() == ["invariance", "worst_of_k", "subspace_cosines", "tangent_cosines"]
-    assert TRADE.claim_tables() == ["accuracy"]
+    assert INV.claim_tables() == ["invariance", "robust_points", "robustness", "models", "distances"]
+    assert ADV.claim_tables() == ["invariance", "worst_of_k", "subspace_cosines", "tangent_cosines", "models"]
+    assert TRADE.claim_tables() == ["accuracy", "models"]
     with pytest.raises(InvrobError, match="unknown study 'trade-off'"):
         studies.get("trade-off")
 

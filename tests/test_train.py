@@ -77,7 +77,9 @@ def test_lenet_learns_mnist(mnist_train, mnist_test):
     dict(),                                                   # natural, SGD + momentum
     dict(theta=30.0, optimizer="adam", lr=1e-3),              # rotation angles from the generator
     dict(eps=0.1, attack_steps=2, eps_warmup_epochs=2),       # PGD random starts from the generator
-], ids=["natural", "theta30-adam", "eps0.1"])
+    dict(eps=0.3, attack_steps=1, attack_alpha=0.375, optimizer="adam", lr=5e-3,
+         lr_schedule="onecycle", eps_warmup_epochs=1),        # fast AT: FGSM + random start, one-cycle rate
+], ids=["natural", "theta30-adam", "eps0.1", "fgsm-rs-onecycle"])
 def test_interrupted_run_resumes_bit_for_bit(subset, tmp_path, kw):
     x, y = subset
     config = small(**kw)
@@ -385,6 +387,48 @@ def test_lr_schedules():
     assert [lr_at(step, e) for e in range(4)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
     constant = TrainConfig(model="lenet", epochs=4, lr=0.1, lr_schedule="constant")
     assert [lr_at(constant, e) for e in range(4)] == [0.1] * 4
+    # one-cycle (Wong et al.'s fast adversarial training): 0 → lr at 2/5 of the run → 0, linear, per batch
+    onecycle = TrainConfig(model="wong", epochs=10, lr=5e-3, lr_schedule="onecycle", optimizer="adam")
+    at = [0.0, 1.0, 2.0, 4.0, 5.5, 7.0, 10.0, 2.5, 9.99]
+    want = [0.0, 1.25e-3, 2.5e-3, 5e-3, 3.75e-3, 2.5e-3, 0.0, 3.125e-3, 5e-3 * 0.01 / 6]
+    assert [lr_at(onecycle, e) for e in at] == pytest.approx(want, abs=1e-12)
+
+
+def test_onecycle_rate_changes_every_batch(subset, monkeypatch):
+    """The loop sets lr_at(epoch + (b + 1) / B) before batch b: the optimiser sees every rate."""
+    x, y = subset
+    config = small(model="wong", optimizer="adam", lr=5e-3, lr_schedule="onecycle", epochs=2)
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    _, history = train(config, x, y, progress=False)
+    batches = 4  # small(): max_batches_per_epoch
+    expected = [lr_at(config, e + (b + 1) / batches) for e in range(2) for b in range(batches)]
+    assert seen == pytest.approx(expected) and len(set(seen)) >= 6  # up to the peak and down: not per epoch
+    assert history["lr"].tolist() == pytest.approx([expected[batches - 1], expected[-1]])
+
+
+def test_fgsm_with_random_start_stays_in_the_ball_and_the_box(subset):
+    """Fast adversarial training's examples (attack_steps=1, α = 1.25 ε from a uniform start,
+    Wong et al. 2020): within ε of the clean image, inside [0, 1], and not the clean image."""
+    from invrob.attacks import pgd_training_examples
+    from invrob.models import build_model
+
+    x, y = subset[0][:256], subset[1][:256]
+    torch.manual_seed(0)
+    model = build_model("wong")
+    eps = 0.3
+    x_adv = pgd_training_examples(model, x, y, eps, 1.25 * eps, 1, generator=torch.Generator().manual_seed(0))
+    delta = (x_adv - x).abs()
+    assert float(delta.max()) <= eps + 1e-6 and float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    assert float(delta.mean()) > 0.05  # it moved: a random start plus one large step
+    # the step reaches the ball's edge wherever the box allows (|start + α sign g| ≥ α − ε = ε/4 ... ε)
+    inside_box = (x > eps) & (x < 1 - eps)
+    assert float(delta[inside_box].min()) >= 0.25 * eps - 1e-6
 
 
 

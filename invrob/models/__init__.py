@@ -9,6 +9,7 @@ gcnn_p8  mnist, cifar10   e2cnn GCNN, C8 (45° rotations; exact for 90°)
 gcnn_d4  mnist, cifar10   e2cnn GCNN, D4 = p4m (90° rotations and flips)
 lenet    mnist            the authors' MNIST net
 madry    mnist            Madry et al.'s MNIST net
+wong     mnist            Wong et al.'s fast adversarial training net (``width``: 1 = theirs)
 resnet18 cifar10          CIFAR ResNet-18
 vgg16    cifar10          CIFAR VGG16 with batch norm (the authors' CuSP net)
 ======== ================ ==========================================================
@@ -32,14 +33,14 @@ from ..data import DATASETS
 from ..errors import InvrobError, check_choice, check_positive_int
 from .gcnn import GCNN
 from .layout import DEFAULT_WIDTH, LAYOUTS
-from .mnist import LeNet, MadryNet
+from .mnist import LeNet, MadryNet, WongNet
 from .normalize import Normalize, dataset_stats
 from .resnet import ResNet18
 from .stdcnn import StdCNN
 from .vgg import VGG16
 
 __all__ = ["build_model", "model_names", "count_parameters", "Normalize", "DATASETS",
-           "StdCNN", "GCNN", "LeNet", "MadryNet", "ResNet18", "VGG16"]
+           "StdCNN", "GCNN", "LeNet", "MadryNet", "WongNet", "ResNet18", "VGG16"]
 
 
 def _stdcnn(dataset: str, width: int | None = None) -> nn.Module:
@@ -68,6 +69,7 @@ _REGISTRY: dict[str, tuple[tuple[str, ...], Callable[..., nn.Module]]] = {
     "gcnn_d4": (DATASETS, _gcnn("d4")),
     "lenet": (("mnist",), lambda dataset: LeNet()),
     "madry": (("mnist",), lambda dataset: MadryNet()),
+    "wong": (("mnist",), lambda dataset, width=1: WongNet(width or 1)),
     "resnet18": (("cifar10",), _resnet18),
     "vgg16": (("cifar10",), _vgg16),
 }

@@ -21,7 +21,7 @@ import importlib
 import pkgutil
 
 from ..errors import check_choice
-from .base import (CLAIM_COLUMNS, COMBINE_RULE, STATS_RULE, PHIS, PROFILES, VERDICTS, Claim, Study, Table,
+from .base import (CLAIM_COLUMNS, COMBINE_RULE, GATE_RULE, MODELS, STATS_RULE, PHIS, PROFILES, VERDICTS, Claim, Study, Table,
                    bottom_line, findings, markdown_table)
 
 
@@ -51,5 +51,5 @@ def all_studies() -> list[Study]:
     return list(STUDIES.values())
 
 
-__all__ = ["CLAIM_COLUMNS", "COMBINE_RULE", "STATS_RULE", "PHIS", "PROFILES", "STUDIES", "VERDICTS", "Claim", "Study",
+__all__ = ["CLAIM_COLUMNS", "COMBINE_RULE", "GATE_RULE", "MODELS", "STATS_RULE", "PHIS", "PROFILES", "STUDIES", "VERDICTS", "Claim", "Study",
            "Table", "all_studies", "bottom_line", "findings", "get", "markdown_table"]

@@ -13,27 +13,32 @@ nearly orthogonal (per point, against a random ℓ∞ corner).
 """
 from __future__ import annotations
 
+from .. import gates
 from ..errors import InvrobError
 from .base import (PHIS, Claim, Study, Table, autoattack_of, bootstrap_change, change_over_grid, combine, ends,
                    label, models_in, seed_arrays, trend)
 
 SETTINGS = {
-    "smoke": dict(models=["lenet"], eps_train=[0.0, 0.1], seeds=[0, 1],
+    "smoke": dict(models=["wong"], eps_train=[0.0, 0.1], seeds=[0, 1],
                   train_size=2048, epochs=2, batch_size=128, optimizer="adam", lr=1e-2,
-                  weight_decay=5e-4, test_size=256,
+                  weight_decay=5e-4, lr_schedule="onecycle", test_size=256, gate_size=512,
                   attack_steps=3, eps_warmup_epochs=0, phis=[0, 30, 90, 180], worst_k=5, spatial_size=64,
                   pgd_steps=5, attack_size=32, aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, aa_steps=25,
                   pca_size=64, pca_k=[1, 5, 10], eps_attack=0.1, data_pcs=5, tangent_size=32,
                   small_angles=[-5, -3, -1, 1, 3, 5], cifar=True,
                   cifar_train_size=256, cifar_epochs=1, cifar_lr=0.01, cifar_width=4, cifar_attack_steps=2,
                   cifar_eps_train=[0.0, 8 / 255]),
-    # Adam without weight decay and a linear ε ramp over the first epochs (with SGD at lr
-    # 0.01 LeNet at ε = 0.3 stayed at 28% training accuracy). Cut to fit a 2-core machine
-    # with 5 seeds (issue 12): 15k images, 6 epochs, PGD-5 in training; at ε = 0.3 this
-    # reaches ~92% clean and ~57% PGD-20 accuracy at ε = 0.3 (measured here).
-    "cpu": dict(models=["lenet"], eps_train=[0.0, 0.1, 0.2, 0.3], seeds=[0, 1, 2, 3, 4],
-                train_size=15000, epochs=6, batch_size=128, optimizer="adam", lr=1e-3,
-                weight_decay=0.0, test_size=2000, attack_steps=5, eps_warmup_epochs=2, phis=PHIS,
+    # Models that pass their quality gates (invrob.gates; issue 21): the authors' 22k-parameter
+    # LeNet reached 32% AutoAttack at ε = 0.3 here, so cpu trains Wong et al.'s fast-AT net on all
+    # 60k images, Adam with a one-cycle rate peaking at 5e-3 (their MNIST recipe), PGD-5 with ε
+    # ramped up over the first 2 of 6 epochs. Measured here (seed 0, AutoAttack's APGD-CE + APGD-T
+    # on 500 test points): natural 99.2% clean; ε = 0.1: 99.2% clean / 96.8% AutoAttack; ε = 0.2:
+    # 99.1 / 95.0. ε = 0.3 needs ~20 epochs for 85.8% (../shared/README.md): 25 min for 5 seeds,
+    # beyond the cpu budget, so the cpu grid ends at 0.2 and ε = 0.3 is the paper profile's.
+    "cpu": dict(models=["wong"], eps_train=[0.0, 0.1, 0.2], seeds=[0, 1, 2, 3, 4],
+                train_size=None, epochs=6, batch_size=128, optimizer="adam", lr=5e-3,
+                weight_decay=0.0, lr_schedule="onecycle", test_size=2000, gate_size=None, attack_steps=5, eps_warmup_epochs=2,
+                phis=PHIS,
                 worst_k=13, spatial_size=1000, pgd_steps=20, attack_size=100, aa_attacks=["apgd-ce", "apgd-t"],
                 aa_targets=3, aa_steps=None, pca_size=500, pca_k=[1, 5, 10, 20, 50], eps_attack=0.1, data_pcs=10,
                 tangent_size=300, small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=False,
@@ -41,7 +46,7 @@ SETTINGS = {
                 cifar_eps_train=[0.0, 2 / 255, 4 / 255, 8 / 255]),
     "paper": dict(models=["lenet"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1, 2, 3, 4],
                   train_size=None, epochs=30, batch_size=128, optimizer="adam", lr=1e-3,
-                  weight_decay=0.0, test_size=None,
+                  weight_decay=0.0, lr_schedule="cosine", test_size=None, gate_size=None,
                   attack_steps=40, eps_warmup_epochs=5, phis=PHIS, worst_k=31, spatial_size=None,
                   pgd_steps=40, attack_size=1000, aa_attacks=None, aa_targets=None, aa_steps=None,
                   pca_size=5000, pca_k=[1, 5, 10, 20, 50], eps_attack=0.1, data_pcs=10, tangent_size=2000,
@@ -63,7 +68,10 @@ TABLES = (
     Table("subspace_cosines", NB4, (*TAGS, "comparison", "k", "mean_cosine", "max_cosine")),
     Table("tangent_cosines", NB4, (*TAGS, "point", "adversarial", "random_sign", "gradient")),
     Table("directional", NB4, (*TAGS, "point", "along_tangent", "along_random", "gradient_norm")),
+    Table("models", NB3, (*TAGS, "clean", "n_clean", "autoattack", "n_autoattack")),
 )
+GATES = (gates.natural_gate(), *gates.adversarial_gates(), gates.natural_gate("cifar10"),
+         *gates.adversarial_gates("cifar10"))
 
 # Margins, relative to the natural model / the null, fixed before this cpu run (stated on the verdict page):
 GAP_MARGIN = 0.10     # mean relative invariance gap within ±10% of the natural model's: "unchanged"
@@ -90,7 +98,7 @@ def configs(settings, dataset: str = "mnist") -> list:
                             model_kwargs=width)
                 for e in S.cifar_eps_train for s in S.seeds]
     common = dict(dataset=dataset, epochs=S.epochs, batch_size=S.batch_size, optimizer=S.optimizer,
-                  lr=S.lr, weight_decay=S.weight_decay)
+                  lr=S.lr, weight_decay=S.weight_decay, lr_schedule=S.lr_schedule)
     return [TrainConfig(model=m, eps=e, attack_steps=S.attack_steps,
                         eps_warmup_epochs=S.eps_warmup_epochs, seed=s, **common)
             for m in S.models for e in S.eps_train for s in S.seeds]
@@ -277,6 +285,7 @@ class AdversarialStudy(Study):
     profile_settings = SETTINGS
     tables = TABLES
     paper_claims = CLAIMS
+    gates = GATES
 
     configs = staticmethod(configs)  # the module's training grid
     attack = staticmethod(autoattack_of)

@@ -31,7 +31,12 @@ from ..errors import InvrobError, check_choice, check_eps, check_theta
 PROFILES = ("smoke", "cpu", "paper")
 PHIS = list(range(0, 181, 15))  # test-time rotation ranges φ (degrees) of the cpu and paper profiles
 VERDICTS = ("agree", "disagree", "inconclusive")
-CLAIM_COLUMNS = ("study", "claim", "paper", "measured", "rule", "verdict")
+CLAIM_COLUMNS = ("study", "claim", "paper", "measured", "rule", "verdict", "gates")
+MODELS = "models"  # the table every study with quality gates writes: one row per trained model
+GATE_RULE = ("Every model a claim reads must pass its quality gates (invrob.gates: each anchored on a published "
+             "number, judged on the mean over seeds); a claim that reads a model × recipe below a gate is "
+             "inconclusive (models below gate), whatever its own rule says, and the row names the gate and what "
+             "the rule alone would say.")
 COMBINE_RULE = ("A claim about several models (or norms) agrees only if each of them agrees, "
                 "disagrees if any of them disagrees, and is inconclusive otherwise.")
 
@@ -82,6 +87,11 @@ class Claim:
     needs: tuple[str, ...]
     judge: Callable[[Mapping], tuple[str, str]]
     uses: tuple[str, ...] = ()  # tables read when given (a stronger measurement), not required
+    reads: Callable | None = None  # models-table rows (a mask) the claim reads; None: every model
+
+    def models_read(self, models):
+        """The rows of a study's ``models`` table this claim's verdict rests on."""
+        return models if self.reads is None else models[self.reads(models).to_numpy(dtype=bool)]
 
 
 class Study:
@@ -98,6 +108,7 @@ class Study:
     profile_settings: dict[str, dict] = {}
     tables: tuple[Table, ...] = ()
     paper_claims: tuple[Claim, ...] = ()
+    gates: tuple = ()  # the quality gates (invrob.gates.Gate) of the models its claims read
 
     def __init__(self):
         missing = [p for p in PROFILES if p not in self.profile_settings]
@@ -171,6 +182,8 @@ class Study:
     def claim_tables(self) -> list[str]:
         """The tables :meth:`claims` reads, in the order the notebooks write them."""
         needed = {n for claim in self.paper_claims for n in (*claim.needs, *claim.uses)}
+        if self.gates:
+            needed.add(MODELS)
         return [t.name for t in self.tables if t.name in needed]
 
     def read_tables(self, results_root, names: Iterable[str] | None = None) -> dict:
@@ -182,7 +195,7 @@ class Study:
         import pandas as pd
 
         root = Path(results_root)
-        required = {n for claim in self.paper_claims for n in claim.needs}
+        required = {n for claim in self.paper_claims for n in claim.needs} | ({MODELS} if self.gates else set())
         tables = {}
         for name in (self.claim_tables() if names is None else list(names)):
             table = self.table(name)
@@ -195,6 +208,36 @@ class Study:
             tables[name] = table.check(pd.read_csv(path), self.name)
         return tables
 
+    # ------------------------------------------------------------------ quality gates
+    def models_table(self, trained, size=None, data_root=None, **measured):
+        """The study's ``models`` table (one row per trained model, what its gates read):
+        :func:`invrob.experiments.models_table` on the **whole** test split of the models'
+        dataset (``size``: a fixed subset of that many points, the ``gate_size`` setting — the
+        smoke profile's only); ``measured``: what else it reads (``robust_points``, ``history``,
+        ``spatial_points``, ``recipes``)."""
+        from .. import experiments as ex
+
+        x, y = ex.subset(*ex.test_split(trained[0][0].dataset, data_root), size)
+        return ex.models_table(trained, x, y, **measured)
+
+    def show_gates(self, models) -> str:
+        """The chapter's "are the models good enough?" table (Markdown) and the gate rule."""
+        from .. import gates as quality
+
+        table = self.gate_table(models)
+        failed = int((~table["passed"].astype(bool)).sum())
+        summary = (f"All {len(table)} gates pass." if not failed else
+                   f"**{failed} of {len(table)} gates fail**: every claim that reads those models is "
+                   f"inconclusive (models below gate).")
+        return quality.markdown(table) + "\n\n" + summary + " " + GATE_RULE
+
+    def gate_table(self, models):
+        """Every family × recipe of ``models`` (the study's ``models`` table) against each of its
+        :attr:`gates`: :func:`invrob.gates.gate_table`."""
+        from .. import gates as quality
+
+        return quality.gate_table(self.check(MODELS, models), self.gates)
+
     # ------------------------------------------------------------------ claims
     def claims(self, tables: Mapping) -> "pandas.DataFrame":
         """One row per claim whose tables are all given: ``study, claim, paper, measured, rule, verdict``.
@@ -204,15 +247,27 @@ class Study:
         """
         import pandas as pd
 
+        from .. import gates as quality
+
         for name, frame in tables.items():
             self.check(name, frame)
+        models = tables.get(MODELS) if self.gates else None
+        gate_rows = self.gate_table(models) if models is not None else None
         rows = []
         for claim in self.paper_claims:
             if all(n in tables for n in claim.needs):
                 measured, verdict = claim.judge(tables)
                 check_choice(verdict, VERDICTS, "verdict")
+                gated = "no gates" if not self.gates else "not checked (no models table)"
+                if gate_rows is not None:
+                    failed = quality.failed_for(gate_rows, claim.models_read(models))
+                    gated = "pass" if not failed else "below gate: " + "; ".join(failed)
+                    if failed:
+                        measured = (f"models below gate ({'; '.join(failed)}); the rule alone would say "
+                                    f"{verdict}. {measured}")
+                        verdict = "inconclusive"
                 rows.append(dict(study=self.name, claim=claim.claim, paper=claim.paper,
-                                 measured=measured, rule=claim.rule, verdict=verdict))
+                                 measured=measured, rule=claim.rule, verdict=verdict, gates=gated))
         if not rows:
             needs = sorted({n for claim in self.paper_claims for n in claim.needs})
             raise InvrobError(f"no claim of the {self.name} study can be judged from tables "

@@ -11,6 +11,7 @@ drops on MNIST; (c) the distance to the decision boundary shrinks as θ grows.
 """
 from __future__ import annotations
 
+from .. import gates
 from .base import PHIS, Claim, Study, Table, autoattack_of, change_over_grid, combine, ends, label, models_in
 
 ALL_THETAS = [0, 30, 60, 90, 120, 150, 180]
@@ -26,16 +27,16 @@ SMOKE_AA = dict(aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, aa_steps=25)
 SETTINGS = {
     "smoke": dict(models=["stdcnn", "gcnn_p4"], thetas={"stdcnn": [0, 180], "gcnn_p4": [0, 45]},
                   seeds=[0, 1], widths={}, train_size=2048, epochs=2, batch_size=128, optimizer="adam",
-                  lr=1e-2, weight_decay=5e-4, test_size=256,
+                  lr=1e-2, weight_decay=5e-4, lr_schedule="onecycle", test_size=256, gate_size=512,
                   phis=[0, 90, 180], eps_grid=[0.0, 0.05, 0.1, 0.3],
                   pgd_steps=5, attack_size=32, **SMOKE_AA,
                   distance_size=64, distance_steps=5, bisection_steps=6, cifar=True,
                   cifar_train_size=256, cifar_epochs=1, cifar_lr=0.01, cifar_width=4,
                   cifar_eps_grid=[0.0, 2 / 255, 8 / 255]),
     "cpu": dict(models=["stdcnn", "gcnn_p4"], thetas={"stdcnn": [0, 90, 180], "gcnn_p4": [0, 15, 30, 45]},
-                seeds=[0, 1, 2, 3, 4], widths={"stdcnn": 16}, train_size=30000,
-                epochs={"stdcnn": 3, "gcnn_p4": 2}, batch_size=128, optimizer="sgd", lr=0.05,
-                weight_decay=5e-4, test_size=2000, phis=PHIS,
+                seeds=[0, 1, 2, 3, 4], widths={"stdcnn": 16}, train_size=None,
+                epochs={"stdcnn": 3, "gcnn_p4": 1}, batch_size=128, optimizer="adam", lr=3e-3,
+                weight_decay=0.0, lr_schedule="onecycle", test_size=2000, gate_size=None, phis=PHIS,
                 eps_grid={"stdcnn": [0.0, 0.05, 0.1], "gcnn_p4": [0.0, 0.02, 0.05]},
                 pgd_steps=20, attack_size=100, **AA,
                 distance_size=100, distance_steps=20, bisection_steps=8, cifar=False,
@@ -43,7 +44,7 @@ SETTINGS = {
                 cifar_eps_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]),
     "paper": dict(models=["stdcnn", "gcnn_p4"], thetas={"stdcnn": ALL_THETAS, "gcnn_p4": [0, 10, 20, 30, 45, 90]},
                   seeds=[0, 1, 2, 3, 4], widths={"stdcnn": 32, "gcnn_p4": 16}, train_size=None, epochs=30,
-                  batch_size=128, optimizer="sgd", lr=0.05, weight_decay=5e-4, test_size=None,
+                  batch_size=128, optimizer="sgd", lr=0.05, weight_decay=5e-4, lr_schedule="cosine", test_size=None, gate_size=None,
                   phis=PHIS, eps_grid=[0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
                   pgd_steps=40, attack_size=1000, aa_attacks=None, aa_targets=None, aa_steps=None,
                   distance_size=1000, distance_steps=40, bisection_steps=10, cifar=True,
@@ -62,11 +63,13 @@ TABLES = (
     Table("pgd_robustness", NB1, (*TAGS, "eps", "accuracy", "n")),
     Table("cifar10_invariance", NB1, (*TAGS, "phi", "accuracy", "n")),
     Table("cifar10_robustness", NB1, (*TAGS, "eps", "attack", "accuracy", "n")),
+    Table("models", NB1, (*TAGS, "clean", "n_clean", "rotated", "n_rotated")),
     Table("distances", NB2, (*TAGS, "norm", "point", "distance")),
     Table("distance_summary", NB2, ("model", "dataset", "theta", "norm", "n", "n_unbroken",
                                     "mean", "mean_low", "mean_high")),
 )
 
+GATES = (gates.natural_gate(), gates.rotation_gate(), gates.natural_gate("cifar10"))
 INFORMATIVE = (0.1, 0.9)   # a budget says something where the θ-min models are neither broken nor untouched
 NORMS = {"linf": "ℓ∞", "l2": "ℓ2"}
 
@@ -92,7 +95,7 @@ def configs(settings, dataset: str = "mnist") -> list:
         return [TrainConfig(model=m, dataset=dataset, epochs=S.cifar_epochs, lr=S.cifar_lr, theta=t, seed=s,
                             model_kwargs=width)
                 for m in S.models for t in per_model(S.thetas, m) for s in S.seeds]
-    common = dict(dataset=dataset, batch_size=S.batch_size, optimizer=S.optimizer, lr=S.lr,
+    common = dict(dataset=dataset, batch_size=S.batch_size, optimizer=S.optimizer, lr=S.lr, lr_schedule=S.lr_schedule,
                   weight_decay=S.weight_decay)
     out = []
     for m in S.models:
@@ -200,6 +203,7 @@ class InvarianceStudy(Study):
     profile_settings = SETTINGS
     tables = TABLES
     paper_claims = CLAIMS
+    gates = GATES
 
     configs = staticmethod(configs)  # the module's training grid
 
