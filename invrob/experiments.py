@@ -68,11 +68,15 @@ def tags(config: TrainConfig) -> dict:
 
 
 def train_all(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch.Tensor,
-              checkpoint_dir, progress: bool = True) -> tuple[Trained, pd.DataFrame]:
+              checkpoint_dir, progress: bool = True, stack: bool = False) -> tuple[Trained, pd.DataFrame]:
     """Train (or load, when a finished checkpoint exists) every config.
 
     Returns the ``(config, model)`` pairs and the concatenated training history.
+    ``stack=True``: the seeds of each recipe that can stack train together as one
+    batched model (:func:`_train_all_stacked`); same results up to float rounding.
     """
+    if stack:
+        return _train_all_stacked(configs, x, y, checkpoint_dir, progress)
     trained, histories = [], []
     for i, config in enumerate(configs, 1):
         # No enclosing bar: nested text bars garble a notebook's output; each run's bar says i/N.
@@ -80,6 +84,30 @@ def train_all(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch.Tensor,
                                desc=f"[{i}/{len(configs)}] {config.slug()}")
         trained.append((config, model))
         histories.append(history.assign(**tags(config)))
+    return trained, pd.concat(histories, ignore_index=True)
+
+
+def _train_all_stacked(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch.Tensor,
+                       checkpoint_dir, progress: bool) -> tuple[Trained, pd.DataFrame]:
+    """:func:`train_all` with the configs that differ only in (distinct) seeds grouped: each
+    group of two or more stackable ones is trained by :func:`invrob.stacked.train_stacked`,
+    every other config by ``train``; results in the order of ``configs``."""
+    from .stacked import stack_key, train_stacked, unstackable_reason
+
+    groups: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(stack_key(config), []).append(i)
+    results: dict[int, tuple[nn.Module, pd.DataFrame]] = {}
+    for members in groups.values():
+        recipe = [configs[i] for i in members]
+        if len({c.seed for c in recipe}) == len(recipe) > 1 and unstackable_reason(recipe[0]) is None:
+            results.update(zip(members, train_stacked(recipe, x, y, checkpoint_dir, progress=progress)))
+            continue
+        for i in members:
+            results[i] = train(configs[i], x, y, checkpoint_dir=checkpoint_dir, progress=progress,
+                               desc=f"[{i + 1}/{len(configs)}] {configs[i].slug()}")
+    trained = [(config, results[i][0]) for i, config in enumerate(configs)]
+    histories = [results[i][1].assign(**tags(config)) for i, config in enumerate(configs)]
     return trained, pd.concat(histories, ignore_index=True)
 
 
