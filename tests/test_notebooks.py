@@ -275,19 +275,25 @@ TABLES = {
     "01_invariance_vs_robustness": {"invariance": ["model", "theta", "seed", "phi", "accuracy"],
                                     "robustness": ["model", "theta", "seed", "eps", "accuracy"],
                                     "robust_points": ["model", "theta", "seed", "eps", "point", "robust"],
-                                    "pgd_robustness": ["model", "theta", "seed", "eps", "accuracy"]},
+                                    "pgd_robustness": ["model", "theta", "seed", "eps", "accuracy"],
+                                    "models": ["model", "theta", "seed", "clean", "rotated"]},
     "02_decision_boundary_distance": {"distances": ["model", "theta", "norm", "distance"],
                                       "distance_summary": ["model", "theta", "norm", "mean", "mean_low"]},
     "03_robustness_vs_invariance": {"invariance": ["model", "eps_train", "seed", "phi", "accuracy", "gap"],
                                     "worst_of_k": ["model", "eps_train", "phi", "k", "accuracy"],
-                                    "robustness": ["model", "eps_train", "seed", "eps", "attack", "accuracy"]},
+                                    "robustness": ["model", "eps_train", "seed", "eps", "attack", "accuracy"],
+                                    "models": ["model", "eps_train", "seed", "clean", "autoattack"]},
     "04_perturbation_geometry": {"subspace_cosines": ["model", "eps_train", "comparison", "k", "mean_cosine"],
                                  "tangent_cosines": ["model", "eps_train", "seed", "point", "adversarial"],
                                  "directional": ["model", "eps_train", "seed", "point", "along_tangent"]},
     "05_tradeoff": {"accuracy": ["model", "recipe", "seed", "clean", "spatial_grid", "adversarial"],
-                    "robust_points": ["model", "recipe", "seed", "eps", "point", "robust"]},
+                    "robust_points": ["model", "recipe", "seed", "eps", "point", "robust"],
+                    "models": ["model", "recipe", "seed", "clean", "spatial_drop", "min_stage_epochs"]},
 }
-KEYS = {("05_tradeoff", "accuracy"): ["model", "recipe", "seed"]}  # wide tables: one row per model
+KEYS = {("05_tradeoff", "accuracy"): ["model", "recipe", "seed"],  # wide tables: one row per model
+        ("01_invariance_vs_robustness", "models"): ["model", "theta", "seed"],
+        ("03_robustness_vs_invariance", "models"): ["model", "eps_train", "seed"],
+        ("05_tradeoff", "models"): ["model", "dataset", "recipe", "seed"]}
 
 
 @pytest.mark.parametrize("notebook", sorted(TABLES))
