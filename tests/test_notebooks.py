@@ -131,9 +131,14 @@ def test_cifar10_cells_ran_on_the_stand_in(smoke):
     robustness = pd.read_csv(results / "01_invariance_vs_robustness" / "cifar10_robustness.csv")
     assert set(robustness["n"]) == {20}  # the 20 sample images, all of the stand-in's test set
     assert (results / "03_robustness_vs_invariance" / "cifar10_rotated_accuracy.png").exists()
-    trade = pd.read_csv(results / "05_tradeoff" / "accuracy.csv")  # VGG16 rows beside LeNet's, one table
+    from invrob import profiles
+
+    trade = pd.read_csv(results / "05_tradeoff" / "accuracy.csv")  # VGG16 rows beside the MNIST net's, one table
     vgg = trade[trade["dataset"] == "cifar10"]
-    assert set(vgg["model"]) == {"vgg16"} and set(trade[trade["dataset"] == "mnist"]["model"]) == {"lenet"}
+    mnist_models = set(profiles.settings("tradeoff", "smoke").models)
+    assert set(vgg["model"]) == {"vgg16"} and set(trade[trade["dataset"] == "mnist"]["model"]) == mnist_models
+    models = pd.read_csv(results / "05_tradeoff" / "models.csv")  # ... and their quality-gate rows too
+    assert set(models.loc[models["dataset"] == "cifar10", "model"]) == {"vgg16"}
     assert set(vgg["n_spatial"]) == {20} and np.allclose(vgg["eps_attack"], 2 / 255)
     assert (results / "05_tradeoff" / "cifar10_pareto_rotation.png").exists()
 
