@@ -68,7 +68,8 @@ def along(names, measure, values):
 def test_recipes_round_trip_and_reuse_chapter_03s_models():
     S = TRADE.settings("cpu")
     configs = TRADE.configs(S)
-    paper_only = {REGULARISED, "adversarial ε=0.3"}  # optional / beyond a gate-passing cpu budget
+    paper_only = set(tradeoff.CPU_LEFT_TO_PAPER)  # optional / beyond a gate-passing cpu budget
+    assert paper_only == {REGULARISED, "adversarial ε=0.3", "joint 180°, ε=0.3", CURRICULUM}
     assert len(configs) == (len(RECIPES) - len(paper_only)) * len(S.seeds)
     assert sorted({TRADE.recipe_of(c) for c in configs}) == sorted(set(RECIPES) - paper_only)
     paper = TRADE.configs(TRADE.settings("paper"))
