@@ -185,15 +185,23 @@ def _natural(m):
     return (m["theta"] == 0) & (m["eps_train"] == 0) & _recipe_in(m, ("natural", None))
 
 
+def _every(m, value: bool):
+    """A mask of ``m``'s rows, all ``value``."""
+    import pandas as pd
+
+    return pd.Series(value, index=m.index)
+
+
 def _recipe_in(m, names):
-    """Rows whose recipe is one of ``names`` (``None``: tables without recipes match)."""
+    """Rows whose recipe is one of ``names`` (``None``: every row of a table without recipes)."""
     if "recipe" not in m.columns:
-        return m["theta"] == m["theta"] if None in names else m["theta"] != m["theta"]
+        return _every(m, None in names)
     return m["recipe"].isin([n for n in names if n is not None])
 
 
 def _recipe_starts(m, prefix):
-    return m["recipe"].astype(str).str.startswith(prefix) if "recipe" in m.columns else m["theta"] != m["theta"]
+    """Rows whose recipe's name starts with ``prefix`` (none in a table without recipes)."""
+    return m["recipe"].astype(str).str.startswith(prefix) if "recipe" in m.columns else _every(m, False)
 
 
 def natural_gate(dataset: str = "mnist") -> Gate:
