@@ -39,8 +39,8 @@ test: data
 test-fast: data  ## unit tests only (no notebooks, no book)
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: data  ## speed/memory table -> benchmarks/results.md (7: stacked vs one-at-a-time training)
-	$(BIN)/python -m benchmarks --only pgd rotation grid spatial stacked
+bench: data  ## speed/memory table -> benchmarks/results.md (7: stacked training; 8: FGSM-RS vs PGD-5 training)
+	$(BIN)/python -m benchmarks --only pgd rotation grid spatial stacked fastat
 
 nbval-update: data  ## re-record tests/notebooks (nbval) and tests/reference/smoke (tables) from one smoke run
 	$(BIN)/python -m invrob.regression record

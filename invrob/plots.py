@@ -135,6 +135,19 @@ def line_panels(frame: pd.DataFrame, x: str, y: str, hue: str, panel: str = "mod
     return fig
 
 
+def capacity(table: pd.DataFrame) -> plt.Figure:
+    """Chapter 03's capacity point: clean and AutoAttack accuracy against the net's width
+    (``Study.capacity``'s table; line: mean over seeds, band: their min–max)."""
+    eps = ", ".join(f"{e:g}" for e in sorted(table["eps_train"].unique()))
+    long = table.melt(id_vars=["model", "width", "seed"], value_vars=["clean", "autoattack"],
+                      var_name="measure", value_name="accuracy")
+    long["measure"] = long["measure"].map({"clean": "clean", "autoattack": f"AutoAttack at ε = {eps}"})
+    return line_panels(long, x="width", y="accuracy", hue="measure",
+                       xlabel="width (× the reference net's channels)", ylabel="accuracy (test points)",
+                       hue_label=f"trained at ε = {eps}", cmap="tab10", ylim=(0, 1), size=(6.0, 3.0),
+                       legend="below")
+
+
 def heatmaps(frame: pd.DataFrame, row: str, col: str, value: str, panel: str = "model",
              row_label: str = "", col_label: str = "", value_label: str = "",
              col_format: str = "{:g}", title: str = "") -> plt.Figure:

@@ -9,7 +9,7 @@ gcnn_p8  mnist, cifar10   e2cnn GCNN, C8 (45° rotations; exact for 90°)
 gcnn_d4  mnist, cifar10   e2cnn GCNN, D4 = p4m (90° rotations and flips)
 lenet    mnist            the authors' MNIST net
 madry    mnist            Madry et al.'s MNIST net
-wong     mnist            Wong et al.'s fast adversarial training net (``width``: 1 = theirs)
+wong     mnist            Wong et al.'s fast adversarial training net (``width``: 1 = theirs; fractional allowed)
 resnet18 cifar10          CIFAR ResNet-18
 vgg16    cifar10          CIFAR VGG16 with batch norm (the authors' CuSP net)
 ======== ================ ==========================================================
@@ -69,7 +69,7 @@ _REGISTRY: dict[str, tuple[tuple[str, ...], Callable[..., nn.Module]]] = {
     "gcnn_d4": (DATASETS, _gcnn("d4")),
     "lenet": (("mnist",), lambda dataset: LeNet()),
     "madry": (("mnist",), lambda dataset: MadryNet()),
-    "wong": (("mnist",), lambda dataset, width=1: WongNet(width or 1)),
+    "wong": (("mnist",), lambda dataset, width=1: WongNet(1 if width is None else width)),
     "resnet18": (("cifar10",), _resnet18),
     "vgg16": (("cifar10",), _vgg16),
 }
@@ -96,7 +96,7 @@ def build_model(name: str, dataset: str = "mnist", **kwargs) -> nn.Module:
         if key not in options:
             raise InvrobError(f"model {name!r} takes no option {key!r}; "
                               f"valid: {', '.join(options) if options else 'none'}")
-        if key == "width" and value is not None:
+        if key == "width" and value is not None and name != "wong":  # wong's width may be fractional
             check_positive_int(value, "width")
     # Every floating parameter and buffer in the default dtype: e2cnn samples its filter
     # bases once per process and reuses them, so a GCNN built after the default dtype

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .normalize import Normalize, dataset_stats
+from ..errors import InvrobError
 
 
 class LeNet(nn.Module):
@@ -55,14 +56,17 @@ class WongNet(nn.Module):
     """Wong, Rice and Kolter's MNIST net (ICLR 2020, *Fast is better than free*, ``locuslab/fast_adversarial``).
 
     conv(1→16w, 4×4, stride 2, pad 1) – ReLU – conv(16w→32w, 4×4, stride 2, pad 1) – ReLU –
-    fc 32w·7·7→100w – ReLU – fc 100w→10; 28→14→7. ``width`` w = 1 is theirs (166k
+    fc 32w·7·7→100w – ReLU – fc 100w→10; 28→14→7 (channel counts rounded; w may be
+    fractional, e.g. 0.25 for chapter 03's capacity point). ``width`` w = 1 is theirs (166k
     parameters, ≈ 0.6 M multiply-adds per image, a tenth of a width-4 LeNet's): the
     fast-training anchor of AutoAttack's table (98.50% clean / 82.93% AutoAttack at ε = 0.3).
     """
 
-    def __init__(self, width: int = 1):
+    def __init__(self, width: float = 1):
         super().__init__()
-        c1, c2, hidden = 16 * width, 32 * width, 100 * width
+        if not (isinstance(width, (int, float)) and 1 / 16 <= width <= 64):
+            raise InvrobError(f"wong: width must be a number in [1/16, 64] (1 = Wong et al.'s net), got {width!r}")
+        c1, c2, hidden = (max(1, round(k * width)) for k in (16, 32, 100))
         self.normalize = Normalize(*dataset_stats("mnist"))
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(inplace=True),

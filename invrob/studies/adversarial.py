@@ -20,6 +20,7 @@ from .base import (PHIS, Claim, Study, Table, autoattack_of, bootstrap_change, c
 
 SETTINGS = {
     "smoke": dict(models=["wong"], eps_train=[0.0, 0.1], seeds=[0, 1],
+                  capacity=dict(model="wong", eps=0.1, widths=[0.5, 1], seeds=[0]),
                   train_size=2048, epochs=2, batch_size=128, optimizer="adam", lr=1e-2,
                   weight_decay=5e-4, lr_schedule="onecycle", test_size=256, gate_size=512,
                   attack_steps=3, eps_warmup_epochs=0, phis=[0, 30, 90, 180], worst_k=5, spatial_size=64,
@@ -35,7 +36,11 @@ SETTINGS = {
     # on 500 test points): natural 99.2% clean; ε = 0.1: 99.2% clean / 96.8% AutoAttack; ε = 0.2:
     # 99.1 / 95.0. ε = 0.3 needs ~20 epochs for 85.8% (../shared/README.md): 25 min for 5 seeds,
     # beyond the cpu budget, so the cpu grid ends at 0.2 and ε = 0.3 is the paper profile's.
+    # Capacity point: robust accuracy against width at one ε (Madry et al.: capacity buys
+    # robustness). Width 1 is the main grid's net (its checkpoints are reused); the narrower
+    # nets cost less than it, so the point adds about 3 minutes at cpu.
     "cpu": dict(models=["wong"], eps_train=[0.0, 0.1, 0.2], seeds=[0, 1, 2, 3, 4],
+                capacity=dict(model="wong", eps=0.2, widths=[0.25, 0.5, 1], seeds=[0, 1]),
                 train_size=None, epochs=6, batch_size=128, optimizer="adam", lr=5e-3,
                 weight_decay=0.0, lr_schedule="onecycle", test_size=2000, gate_size=None, attack_steps=5, eps_warmup_epochs=2,
                 phis=PHIS,
@@ -45,6 +50,7 @@ SETTINGS = {
                 cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None, cifar_attack_steps=10,
                 cifar_eps_train=[0.0, 2 / 255, 4 / 255, 8 / 255]),
     "paper": dict(models=["lenet"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1, 2, 3, 4],
+                  capacity=dict(model="wong", eps=0.3, widths=[0.5, 1, 2, 4], seeds=[0, 1, 2]),
                   train_size=None, epochs=30, batch_size=128, optimizer="adam", lr=1e-3,
                   weight_decay=0.0, lr_schedule="cosine", test_size=None, gate_size=None,
                   attack_steps=40, eps_warmup_epochs=5, phis=PHIS, worst_k=31, spatial_size=None,
@@ -65,6 +71,7 @@ TABLES = (
     Table("invariance", NB3, (*TAGS, "phi", "accuracy", "n", "gap")),
     Table("worst_of_k", NB3, (*TAGS, "phi", "k", "accuracy")),
     Table("cifar10_invariance", NB3, (*TAGS, "phi", "accuracy", "n")),
+    Table("capacity", NB3, ("model", "width", "eps_train", "seed", "clean", "n_clean", "autoattack", "n")),
     Table("subspace_cosines", NB4, (*TAGS, "comparison", "k", "mean_cosine", "max_cosine")),
     Table("tangent_cosines", NB4, (*TAGS, "point", "adversarial", "random_sign", "gradient")),
     Table("directional", NB4, (*TAGS, "point", "along_tangent", "along_random", "gradient_norm")),
@@ -102,6 +109,21 @@ def configs(settings, dataset: str = "mnist") -> list:
     return [TrainConfig(model=m, eps=e, attack_steps=S.attack_steps,
                         eps_warmup_epochs=S.eps_warmup_epochs, seed=s, **common)
             for m in S.models for e in S.eps_train for s in S.seeds]
+
+
+def capacity_configs(settings) -> list:
+    """The capacity point's models: the profile's MNIST recipe at ``capacity["eps"]`` for each
+    width × seed of ``capacity`` (``width`` 1 is passed as no keyword, so where the main grid
+    has the same model, ε and seed its checkpoint is reused)."""
+    from ..train import TrainConfig
+
+    S, cap = settings, settings.capacity
+    common = dict(dataset="mnist", epochs=S.epochs, batch_size=S.batch_size, optimizer=S.optimizer,
+                  lr=S.lr, weight_decay=S.weight_decay, lr_schedule=S.lr_schedule)
+    return [TrainConfig(model=cap["model"], eps=cap["eps"], attack_steps=S.attack_steps,
+                        eps_warmup_epochs=S.eps_warmup_epochs, seed=s,
+                        model_kwargs={} if w == 1 else {"width": w}, **common)
+            for w in cap["widths"] for s in cap["seeds"]]
 
 
 def add_gap(invariance):
@@ -289,6 +311,26 @@ class AdversarialStudy(Study):
 
     configs = staticmethod(configs)  # the module's training grid
     attack = staticmethod(autoattack_of)
+    capacity_configs = staticmethod(capacity_configs)
+
+    def capacity(self, trained, x, y, x_att, y_att, settings):
+        """The capacity point, one row per width × seed: clean accuracy on ``x, y`` and
+        AutoAttack accuracy (the profile's attack) at the models' own ε on ``x_att, y_att``.
+        Columns: model, width, eps_train, seed, clean, n_clean, autoattack, n."""
+        import pandas as pd
+
+        from .. import experiments as ex
+        from ..metrics import accuracy
+
+        rows = []
+        for config, model in trained:
+            points = ex.robust_points_table([(config, model)], x_att, y_att, [config.eps],
+                                            attack=self.attack(settings))
+            robust = points.loc[points["eps"] == config.eps, "robust"]
+            rows.append(dict(model=config.model, width=float(config.model_kwargs.get("width", 1)),
+                             eps_train=config.eps, seed=config.seed, clean=accuracy(model, x, y),
+                             n_clean=len(y), autoattack=float(robust.mean()), n=len(robust)))
+        return pd.DataFrame(rows)
 
     def add_gap(self, invariance):
         """The table with its invariance gap column: :func:`add_gap`."""
