@@ -15,9 +15,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "invrob"
 # Lower layers first; a module may import its own layer or any layer below.
 LAYERS = [
     {"errors", "utils"},
-    {"data", "metrics", "stats", "pareto", "theory"},
+    {"data", "metrics", "stats", "trend", "pareto", "theory"},
     {"rotations", "transforms", "models"},
-    {"attacks"},
+    {"attacks", "measures"},
     {"train", "geometry", "stacked"},
     {"experiments", "plots", "gates"},
     {"studies", "profiles"},
