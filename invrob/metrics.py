@@ -39,6 +39,17 @@ def num_classes(model: nn.Module, x: torch.Tensor) -> int:
         return int(model(x[:1].to(model_device(model))).shape[1])
 
 
+def check_dtype(model: nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """One :class:`~invrob.errors.InvrobError` line when ``x``'s float dtype differs from the model's
+    (float64 images would reach torch's raw "Input type (double) and bias type (float)" error, and
+    float16 images would run silently against a float32 model)."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.dtype != dtype:
+        raise InvrobError(f"{name} is {str(x.dtype).removeprefix('torch.')} but the model's weights are "
+                          f"{str(dtype).removeprefix('torch.')}: convert one to the other "
+                          f"(e.g. x.to({str(dtype)}) or model.to({str(x.dtype)}))")
+
+
 def check_model_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
                        **rules) -> None:
     """:func:`~invrob.errors.check_images` with the label bound taken from the model.
@@ -49,6 +60,7 @@ def check_model_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None
     ``rules`` go to ``check_images`` (``ndim``, ``box``, ``empty_ok``).
     """
     check_images(x, y, **rules)
+    check_dtype(model, x)
     if y is not None and len(y):
         check_labels(y, num_classes(model, x))
 
@@ -57,6 +69,7 @@ def check_model_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int | None]:
     """Predicted labels on ``x``'s device, and the number of classes (None for empty ``x``)."""
     check_images(x, box=False)  # any finite features: predict serves non-image models too
+    check_dtype(model, x)
     check_positive_int(batch_size, "batch_size")
     device = model_device(model)
     out, classes = [], None

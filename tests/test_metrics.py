@@ -242,3 +242,21 @@ def test_check_images_is_the_one_image_check():
     check_model_inputs(model, x, y)
     with pytest.raises(InvrobError, match=r"\[0, 3\) \(the model has 3 outputs\)"):
         check_model_inputs(model, x, torch.tensor([0, 1, 2, 3, 0]))
+
+
+def test_a_dtype_that_differs_from_the_model_s_is_one_line_naming_both():
+    """float64 images reach torch's raw RuntimeError, float16 ones run silently: both are refused up front,
+    by every measure and attack (they all check their inputs through check_model_inputs / predict)."""
+    from invrob.attacks import PGD
+    from invrob.errors import InvrobError
+    from invrob.metrics import accuracy
+    from invrob.rotations import rotated_accuracy
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).float()
+    y = torch.tensor([0, 1])
+    for dtype, name in ((torch.float64, "float64"), (torch.float16, "float16")):
+        x = torch.rand(2, 1, 4, 4).to(dtype)
+        for call in (lambda: accuracy(model, x, y), lambda: rotated_accuracy(model, x, y, [0, 30]),
+                     lambda: PGD(model, eps=0.1, steps=2)(x, y)):
+            with pytest.raises(InvrobError, match=f"x is {name} but the model's weights are float32"):
+                call()
