@@ -150,13 +150,14 @@ def autoattack(attacks: Sequence[str] | None = None, targets: int | None = None,
     version is close enough to the standard one is checked in the test suite
     (``tests/test_autoattack.py``) and stated in the book.
     """
-    from .attacks import AutoAttack
+    from . import attacks as registry
 
     version = "standard" if attacks is None else "custom"
 
     def build(model):
-        return AutoAttack(model, 0.0, version=version, attacks=None if attacks is None else list(attacks),
-                          targets=targets, seed=seed, batch_size=batch_size, steps=steps)
+        return registry.build("autoattack", model, eps=0.0, version=version,
+                              attacks=None if attacks is None else list(attacks), targets=targets, seed=seed,
+                              batch_size=batch_size, steps=steps)
     return build
 
 

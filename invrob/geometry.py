@@ -263,6 +263,15 @@ def _support(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (x != 0) | (t != 0)
 
 
+def _edges(x: torch.Tensor) -> torch.Tensor:
+    """The image's edge pixels (bool, like ``x``): a nonzero central difference along the rows or
+    the columns (zero padding outside the image)."""
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    rows = padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]
+    cols = padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]
+    return (rows != 0) | (cols != 0)
+
+
 def _abs_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Absolute cosine between the flattened rows of ``a`` and ``b``; NaN where either is zero."""
     a, b = a.flatten(1), b.flatten(1)
@@ -295,11 +304,18 @@ def tangent_cosines(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
       perturbation is — so the null pays, as δ_adv does, for mass on background
       pixels where ``t`` is 0 (a corner confined to the digit's pixels would not, and
       would make the adversarial cosine look small by comparison);
+    - ``matched_support``: the matched null: the same random signs (the same draw as
+      ``random_sign``), ±ε only on the pixels δ_adv touches (``δ_adv ≠ 0``), clipped to the box:
+      a perturbation with the adversarial one's support and budget that knows nothing else.
+      Where δ_adv touches every pixel it *is* ``random_sign``;
+    - ``edge_sign``: the same signs, ±ε only on the image's edge pixels (those where the
+      image's horizontal or vertical central difference is nonzero: the stroke edges, where
+      the rotation tangent lives), clipped to the box — a null as edge-localised as ``t``;
     - ``gradient``: ``|cos(∇_x CE(f(x), y), t)|`` at the clean point.
 
     ``t = rotation_tangent(x)`` (cosines do not depend on its unit). Points
     whose tangent is all zero are dropped (``attrs["n_dropped"]``).
-    Columns: point (index into ``x``), adversarial, random_sign, gradient.
+    Columns: point (index into ``x``), adversarial, random_sign, matched_support, edge_sign, gradient.
     """
     _check_inputs(model, x, y)
     eps = check_eps(eps)
@@ -312,9 +328,14 @@ def tangent_cosines(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     device = model_device(model)
     delta = attack(x.to(device), y.to(device)).to(x.device) - x
     signs = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
-    u = (x + eps * (2 * signs - 1)).clamp(0.0, 1.0) - x
+    step = eps * (2 * signs - 1)
+    u = (x + step).clamp(0.0, 1.0) - x
+    matched = (x + torch.where(delta != 0, step, torch.zeros_like(step))).clamp(0.0, 1.0) - x
+    edges = _edges(x)
+    edge = (x + torch.where(edges, step, torch.zeros_like(step))).clamp(0.0, 1.0) - x
     grad = _loss_gradients(model, x, y)
     columns = {"adversarial": _abs_cos(delta, t), "random_sign": _abs_cos(u, t),
+               "matched_support": _abs_cos(matched, t), "edge_sign": _abs_cos(edge, t),
                "gradient": _abs_cos(grad, t)}
     return _frame({name: v.cpu() for name, v in columns.items()}, keep)
 

@@ -514,3 +514,44 @@ def test_labels_outside_the_models_classes_are_refused(call, labels):
     x, y = torch.rand(4, 1, 8, 8), torch.tensor(labels)
     with pytest.raises(InvrobError, match=r"class labels in \[0, "):
         call(model, x, y)
+
+
+# ---------------------------------------------------------------------- the registry (issue 23)
+def test_attack_registry_builds_every_attack_by_name_and_refuses_bad_options():
+    from invrob import attacks
+    from invrob.errors import InvrobError
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).to(torch.get_default_dtype())
+    assert set(attacks.attack_names()) >= {"pgd", "fgsm", "apgd", "autoattack", "rotation-grid", "spatial-grid",
+                                          "worst-of-k", "joint"}
+    pgd = attacks.build("pgd", model, eps=0.1, steps=3)
+    assert isinstance(pgd, attacks.PGD) and pgd.eps == 0.1 and pgd.steps == 3
+    joint = attacks.build("joint", model, spatial={"name": "worst-of-k", "k": 2},
+                          linf={"name": "apgd", "eps": 0.1, "steps": 5})
+    assert isinstance(joint, attacks.JointAttack)
+    with pytest.raises(InvrobError, match="unknown attack 'pgdd'"):
+        attacks.build("pgdd", model, eps=0.1)
+    with pytest.raises(InvrobError, match="attack 'pgd' takes no option 'step'; valid: .*steps"):
+        attacks.build("pgd", model, eps=0.1, step=3)
+    with pytest.raises(InvrobError, match="not a subclass of invrob.attacks.Attack"):
+        attacks.register("mine", dict)
+
+
+def test_a_registered_attack_runs_through_the_evaluation(tmp_path):
+    """Extending the package with an attack is one class and one register call."""
+    from invrob import attacks
+
+    class Identity(attacks.Attack):
+        """The attack that does nothing: every correctly classified point stays robust."""
+        name = "identity"
+        norm = "linf"
+
+        def forward(self, x, y):
+            return x.clone()
+
+    attacks.register("identity-test", Identity)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).to(torch.get_default_dtype())
+    x = torch.rand(8, 1, 4, 4)
+    y = model(x).argmax(1).detach()
+    table = attacks.robust_accuracy(model, x, y, [0.0, 0.1], attack=attacks.build("identity-test", model, eps=0.1))
+    assert table["accuracy"].tolist() == [1.0, 1.0]

@@ -200,7 +200,7 @@ def test_tangent_cosines_match_hand_computations_for_a_linear_model():
     table = geo.tangent_cosines(model, x, y, eps=eps, steps=5, seed=0)
     assert model.training and all(p.grad is None for p in model.parameters())
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    assert list(table.columns) == ["point", "adversarial", "random_sign", "gradient"]
+    assert list(table.columns) == ["point", "adversarial", "random_sign", "matched_support", "edge_sign", "gradient"]
     assert list(table["point"]) == list(range(16)) and table.attrs["n_dropped"] == 1
 
     # the CE gradient of f(x) = Wx + b by hand: Wᵀ (softmax(f(x)) − e_y)
@@ -248,6 +248,46 @@ def test_tangent_cosines_null_is_a_clipped_random_corner():
     # chance level: |cos| of a near-uniform corner with a tangent on a few dozen pixels is small
     values = [geo.tangent_cosines(model, x, y, eps=eps, steps=1, seed=s)["random_sign"].item() for s in range(40)]
     assert 0.0 < np.mean(values) < 0.1
+
+
+def test_matched_null_equals_the_whole_ball_corner_on_a_full_support_perturbation():
+    """Inside (0, 1) a linear model's PGD step moves every pixel: the matched null (random signs on
+    δ_adv's support) is then the whole-ball corner itself, draw for draw."""
+    x = blobs(8, offset=0.1, dtype=torch.float64)
+    model = linear_model(torch.float64)
+    y = model(x).argmax(1).detach()
+    table = geo.tangent_cosines(model, x, y, eps=1e-3, steps=3, seed=5)
+    assert np.array_equal(table["matched_support"].to_numpy(), table["random_sign"].to_numpy())
+
+
+def test_matched_and_edge_nulls_by_hand():
+    """On a square on a black background: the matched null is ±ε where PGD's perturbation is nonzero
+    (clipped to the box), the edge null ±ε on the pixels next to the square's border."""
+    from invrob.attacks import PGD
+
+    x = torch.zeros(2, 1, 28, 28, dtype=torch.float64)
+    x[:, 0, 10:16, 11:17] = 0.6
+    x[1, 0, 12:14, 13:15] = 1.0
+    model = linear_model(torch.float64)
+    y = model(x).argmax(1).detach()
+    eps, seed = 0.2, 4
+    table = geo.tangent_cosines(model, x, y, eps=eps, steps=2, seed=seed)
+    delta = PGD(model, eps=eps, steps=2, early_stop=False, generator=torch.Generator().manual_seed(seed))(x, y) - x
+    signs = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
+    step = eps * (2 * signs - 1)
+    t = rotation_tangent(x)
+    edges = torch.zeros_like(x, dtype=torch.bool)
+    arr = x.numpy()[:, 0]
+    for i in range(2):
+        padded = np.pad(arr[i], 1)
+        gy = padded[2:, 1:-1] - padded[:-2, 1:-1]
+        gx = padded[1:-1, 2:] - padded[1:-1, :-2]
+        edges[i, 0] = torch.from_numpy((gy != 0) | (gx != 0))
+    assert edges[0, 0, 10:16, 11:17].sum() < 36 and edges[0, 0, 12:14, 13:15].sum() == 0  # the interior is no edge
+    for name, mask in (("matched_support", delta != 0), ("edge_sign", edges)):
+        u = (x + torch.where(mask, step, torch.zeros_like(step))).clamp(0, 1) - x
+        cos = (u.flatten(1) * t.flatten(1)).sum(1).abs() / (u.flatten(1).norm(dim=1) * t.flatten(1).norm(dim=1))
+        assert np.allclose(table[name].to_numpy(), cos.numpy(), rtol=1e-12), name
 
 
 # ------------------------------------------------------------ directional_derivatives

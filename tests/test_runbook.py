@@ -227,3 +227,22 @@ def test_training_minutes_counts_a_shared_model_once(tmp_path):
     history("05_tradeoff", [(0, 0.3), (180, 0.3)])  # reuses 03's ε = 0.3 model, trains one more
     (tmp_path / "02_decision_boundary_distance").mkdir()  # no history: no entry
     assert training_minutes(tmp_path) == {"03_robustness_vs_invariance": 2.0, "05_tradeoff": 1.0}
+
+
+def test_cost_table_says_which_models_were_trained_reloaded_or_reused(tmp_path):
+    import pandas as pd
+
+    from invrob.runbook import cost_table
+
+    assert cost_table(tmp_path) == (None, None)
+    pd.DataFrame([dict(model="lenet", dataset="mnist", theta=0, eps_train=e, seed=0, epoch=1, seconds=60.0)
+                  for e in (0.0, 0.3)]).to_csv((tmp_path / "03_robustness_vs_invariance").mkdir() or
+                                               tmp_path / "03_robustness_vs_invariance" / "history.csv", index=False)
+    pd.DataFrame([dict(notebook=n, seconds=s, cpus=2) for n, s in
+                  (("03_robustness_vs_invariance", 60.0), ("04_perturbation_geometry", 300.0),
+                   ("06_verdict", 5.0))]).to_csv(tmp_path / "notebook_times.csv", index=False)
+    summary, cost = cost_table(tmp_path)
+    assert list(cost.index) == ["03_robustness_vs_invariance", "04_perturbation_geometry"]  # not the page itself
+    assert cost.loc["03_robustness_vs_invariance", "its models"] == "all or some reloaded from checkpoints"
+    assert cost.loc["04_perturbation_geometry", "its models"] == "reused from 03"   # the study's own words
+    assert "**6.0 min**" in summary and "**2.0 min**" in summary

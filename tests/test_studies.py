@@ -179,6 +179,7 @@ def tangents(excess, seed_noise=0.0, point_noise=0.005, seeds=SEEDS, eps_train=(
             adv = random_sign + excess + z + gen.normal(0, point_noise, n_points)
             rows.append(pd.DataFrame({**tags(model, eps_train=e, seed=s), "point": np.arange(n_points),
                                       "adversarial": np.abs(adv), "random_sign": random_sign,
+                                      "matched_support": random_sign, "edge_sign": random_sign,
                                       "gradient": np.abs(gen.normal(0.1, 0.02, n_points))}))
     return pd.concat(rows, ignore_index=True)
 
@@ -312,15 +313,30 @@ def chapter_verdicts(text: str) -> dict[str, str]:
 
 
 def verdict_page_verdicts(text: str) -> dict[str, str]:
-    """``{claim: verdict}`` from the verdict page's Markdown tables (claim first, verdict last)."""
+    """``{claim: verdict}`` from the verdict page's claim tables (claim first, bold verdict last; a claim's rows
+    in the table and in its rules' fold must agree)."""
     found = {}
     for line in text.splitlines():
         if not line.startswith("|"):
             continue
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]  # unescaped pipes only
-        if len(cells) == 5 and cells[0] != "claim" and cells[4].startswith("**"):
-            found[cells[0]] = cells[4].strip("*")
+        if len(cells) in (3, 4, 5) and cells[0] != "claim" and cells[-1].startswith("**"):
+            assert found.get(cells[0], cells[-1].strip("*")) == cells[-1].strip("*"), cells[0]  # tables agree
+            found[cells[0]] = cells[-1].strip("*")
     return found
+
+
+CERT = studies.get("certified")
+
+
+def certified_tables() -> dict:
+    """Chapter 07's tables from its own test file's synthetic run (every claim agrees there)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_certified_tables", REPO / "tests" / "test_certified_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._all_tables()
 
 
 def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
@@ -342,6 +358,8 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
         common, study=ADV, S=t["S3"], geometry=t["geo"], tangents=t["tangents"], directional=t["directional"]))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("05_tradeoff"), dict(
         common, study=TRADE, accuracy=t["trade"], models=t["models5"]))))
+    chapters.update(chapter_verdicts(run_cell(closing_cell("07_how_invariant"), dict(
+        common, study=CERT, **certified_tables()))))
 
     # the tables as the notebooks write them, read back by the verdict page's own cells
     for study, name, frame in [(INV, "invariance", t["inv"]), (INV, "robust_points", t["points"]),
@@ -349,15 +367,18 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
                                (ADV, "invariance", t["inv3"]), (ADV, "worst_of_k", t["worst"]),
                                (ADV, "subspace_cosines", t["geo"]), (ADV, "tangent_cosines", t["tangents"]),
                                (TRADE, "accuracy", t["trade"]), (INV, "models", t["models1"]),
-                               (ADV, "models", t["models3"]), (TRADE, "models", t["models5"])]:
+                               (ADV, "models", t["models3"]), (TRADE, "models", t["models5"]),
+                               *((CERT, name, frame) for name, frame in certified_tables().items())]:
         (tmp_path / study.table(name).notebook).mkdir(exist_ok=True)
         study.save(name, frame, tmp_path / study.table(name).notebook)
     page = notebook_cells("06_verdict")
-    assert len(page) == 3 and "read_tables" in page[0] and "bottom_line" in page[1] and "show_gates" in page[2]
+    assert len(page) == 6 and "read_tables" in page[0] and "bottom_line" in page[1] and "show_gates" in page[5]
+    assert "rule_history" in page[2] and "per_phi" in page[3] and "power" in page[4]
     namespace = dict(profile="cpu", results_root=str(tmp_path))
     text = "\n".join(run_cell(cell, namespace) for cell in page)
 
-    expected = {IMPROVES: "agree",
+    expected = {**{c.claim: "agree" for c in CERT.paper_claims},  # tests/test_certified_study.py's tables
+                IMPROVES: "agree",
                 DROPS: "inconclusive",  # StdCNN drops, GCNN's change is buried in seed noise
                 SHRINKS: "agree",
                 UNCHANGED: "disagree",  # the relative gap grows by 30%
@@ -367,11 +388,11 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
                            ["agree", "inconclusive", "agree", "disagree", "agree", "agree", "agree"]))}
     assert chapters == expected
     assert verdict_page_verdicts(text) == expected
-    assert ("8 of 12 claims agree, 2 disagree, 2 are inconclusive at the cpu profile (and 1 post-hoc row, "
+    assert ("11 of 15 claim rows agree, 2 disagree, 2 are inconclusive at the cpu profile (and 1 post-hoc row, "
             "exploratory, not counted)." in text)
     assert studies.STATS_RULE in text and studies.COMBINE_RULE in text and studies.GATE_RULE in text
-    assert "**below gate**" not in text and text.count("**pass**") == sum(len(s.gate_table(t[f"models{n}"]))
-                                                                       for s, n in ((INV, 1), (ADV, 3), (TRADE, 5)))
+    assert "**below gate**" not in text and text.count("**pass**") == sum(len(s.gate_table(m)) for s, m in (
+        (INV, t["models1"]), (ADV, t["models3"]), (TRADE, t["models5"]), (CERT, certified_tables()["models"])))
     assert set(written_gates(tmp_path)) == {"pass"}
     assert "the gap grows: invariance drops (arXiv v1)" in text3
     written = pd.read_csv(tmp_path / "verdict.csv")
@@ -451,9 +472,10 @@ def test_verdict_page_states_the_statistics_and_the_bottom_line():
     rows = pd.DataFrame([dict(study=s.name, claim=c.claim, paper=c.paper, measured="m", rule=c.rule,
                               verdict=v) for s in studies.all_studies()
                          for c, v in zip(s.paper_claims, ["agree", "disagree", "inconclusive"])])
-    text = run_cell(notebook_cells("06_verdict")[1], dict(verdict=rows, profile="paper", studies=studies))
+    text = run_cell(notebook_cells("06_verdict")[1], dict(verdict=rows, profile="paper", studies=studies,
+                                                          scorecard=studies.scorecard))
     assert f"{studies.STATS_RULE} {studies.COMBINE_RULE}" in text
-    assert "**Bottom line.** 3 of 9 claims agree, 3 disagree, 3 are inconclusive at the paper profile." in text
+    assert "**Claim rows.** 4 of 12 claim rows agree, 4 disagree, 4 are inconclusive at the paper profile." in text
     assert verdict_page_verdicts(text) == dict(zip(rows["claim"], rows["verdict"]))
     assert "### Invariance → robustness (notebooks 01, 02)" in text
 
@@ -463,6 +485,16 @@ def one(study, **tables):
     rows = study.claims(tables)
     assert len(rows) == 1
     return rows.iloc[0]
+
+
+def one_under(study, options, **tables):
+    """The one claim ``tables`` allow, judged by its rule alone under ``options`` (a history rule's)."""
+    claim = next(c for c in study.paper_claims if all(n in tables for n in c.needs))
+    measured, verdict = claim.judge_with(tables, {**claim.options, **options})
+    return {"measured": measured, "verdict": verdict}
+
+
+AVERAGED = {"per_phi": False}  # the ICLR row's 2026-11 rule: the relative gap averaged over φ
 
 
 CURVES = {"clear": {0: 0.30, 90: 0.60, 180: 0.90}, "opposite": {0: 0.90, 90: 0.60, 180: 0.30},
@@ -644,11 +676,12 @@ GAP = re.compile(r"LeNet, ε = 0 → 0\.3: (\d\.\d{3}) → (\d\.\d{3}), Δ ([+-]
     (0.0, 0.003, ONE_SEED, "inconclusive", None),
 ])
 def test_gap_rule(growth, noise, seeds, verdict, reading):
+    """The averaged form of the ICLR rule (now a history rule, shown beside the per-φ one)."""
     table = gap_table(growth, noise=noise, seeds=seeds)
-    row = one(ADV, invariance=table)
+    row = one_under(ADV, AVERAGED, invariance=table)
     assert row["verdict"] == verdict
     m = row["measured"]
-    assert m.startswith("mean relative invariance gap 1 − acc(φ)/acc(0) over φ > 0")
+    assert m.startswith("relative invariance gap 1 − acc(φ)/acc(0), averaged over φ > 0")
     if len(seeds) == 1:
         assert "LeNet: fewer than 2 seeds, no interval" in m
         return
@@ -680,8 +713,9 @@ def test_gap_rule_does_not_count_lost_clean_accuracy_as_lost_invariance():
     correctly classified points under rotation: the absolute gap shrinks far beyond the margin (a rule
     on it would say "more invariant"), the relative gap — the one the rule reads — is unchanged."""
     table = gap_table(0.0, noise=0.003, clean_drop=0.7)
-    row = one(ADV, invariance=table)
+    row = one_under(ADV, AVERAGED, invariance=table)
     assert row["verdict"] == "agree" and "unchanged (ICLR 2020)" in row["measured"]
+    assert one(ADV, invariance=table)["verdict"] == "agree"   # the per-φ rule too
     a, b = seed_arrays(table[table["phi"] > 0], "eps_train", 0.0, 0.3, "gap")
     low, high = bootstrap_change(a, b).ci
     assert high < -GAP_MARGIN * a.mean()          # the absolute gap: wholly below the margin
@@ -841,7 +875,8 @@ def test_rules_state_their_margins_and_tests():
         assert "slope" in rules[claim] and "paired change" in rules[claim] and "both" in rules[claim]
     for claim in (IMPROVES, DROPS, SHRINKS):
         assert "disagree if both show the opposite" in rules[claim]
-    assert "agree if both show a decrease, disagree if both show an increase" in rules[SPATIAL]
+    assert "Agree if all show a decrease, disagree if the endpoint change and the slope both show an increase" \
+        in rules[SPATIAL] and "Jonckheere–Terpstra" in rules[SPATIAL]
     assert studies.base.ALPHA == 0.05
     for words in ("90%", "t-interval", "one set of test points shared by them"):
         assert words in studies.STATS_RULE
@@ -939,7 +974,7 @@ def test_claims_need_at_least_one_judgeable_table(tables):
 
 
 def test_every_study_names_real_notebooks_and_unique_tables():
-    assert list(studies.STUDIES) == ["invariance", "adversarial", "tradeoff"]
+    assert list(studies.STUDIES) == ["invariance", "adversarial", "tradeoff", "certified"]
     for study in studies.all_studies():
         for notebook in study.notebooks:
             assert (REPO / "notebooks" / f"{notebook}.ipynb").exists(), notebook
@@ -955,7 +990,7 @@ def test_every_study_names_real_notebooks_and_unique_tables():
 def test_bottom_line_names_post_hoc_rows_without_counting_them():
     rows = pd.DataFrame([dict(claim="a", verdict="agree"), dict(claim="b (post hoc)", verdict="agree"),
                          dict(claim="c", verdict="disagree")])
-    assert bottom_line(rows, "cpu") == ("1 of 2 claims agrees, 1 disagrees, 0 are inconclusive at the cpu profile "
+    assert bottom_line(rows, "cpu") == ("1 of 2 claim rows agrees, 1 disagrees, 0 are inconclusive at the cpu profile "
                                         "(and 1 post-hoc row, exploratory, not counted).")
 
 
@@ -965,7 +1000,7 @@ def test_markdown_table_and_bottom_line():
     text = markdown_table(rows)
     assert "a \\| b" in text and "**inconclusive**" in text and text.count("\n") == 3
     assert verdict_page_verdicts(text) == {"a \\| b": "agree", "c": "inconclusive"}
-    assert bottom_line(rows, "cpu") == "1 of 2 claims agrees, 0 disagree, 1 is inconclusive at the cpu profile."
+    assert bottom_line(rows, "cpu") == "1 of 2 claim rows agrees, 0 disagree, 1 is inconclusive at the cpu profile."
 
 
 def test_robustness_rule_refuses_tables_from_different_runs():
@@ -993,3 +1028,96 @@ def test_orthogonality_rule_names_every_model_it_cannot_judge():
     both_models = pd.concat([tangents(0.0, seed_noise=0.005), tangents(0.0, seeds=(0,), model="resnet18")])
     row = one(ADV, tangent_cosines=both_models)
     assert "ResNet-18: 1 seed, no interval" in row["measured"] and row["verdict"] == "inconclusive"
+
+
+# ---------------------------------------------------------------------- rules that match the words (issue 22)
+V_SHAPE = {0.0: 0.505, 0.1: 0.524, 0.2: 0.510, 0.3: 0.427}   # the cpu run's rotation-grid curve: the drop sits at 0.3
+
+
+def test_progressive_rule_rejects_a_v_shaped_curve_that_endpoint_and_slope_accept():
+    table = worst_table(V_SHAPE, noise=0.003)
+    endpoints = one_under(ADV, {"progressive": False}, worst_of_k=table)
+    row = one(ADV, worst_of_k=table)
+    assert endpoints["verdict"] == "agree"                  # the rule of the first runs: a drop
+    assert row["verdict"] == "inconclusive" and "not progressive" in row["measured"]
+    assert "0→0.1" in row["measured"] and "(against)" in row["measured"]
+    steady = one(ADV, worst_of_k=worst_table({0.0: 0.60, 0.1: 0.55, 0.2: 0.50, 0.3: 0.45}, noise=0.003))
+    assert steady["verdict"] == "agree"
+
+
+def opposite_phi_table():
+    """A gap table whose relative gap, at the largest ε, moves by +0.06 at φ = 180 and by −0.06 at φ = 30
+    (accuracy = clean · (1 − relative gap)): its average over φ stays put."""
+    table = gap_table(0.0, noise=0.002)
+    hi = table["eps_train"] == table["eps_train"].max()
+    clean = table.loc[hi & (table["phi"] == 0), ["seed", "accuracy"]].set_index("seed")["accuracy"]
+    for phi, move in ((180, 0.06), (30, -0.06)):
+        at = hi & (table["phi"] == phi)
+        table.loc[at, "accuracy"] -= move * clean.reindex(table.loc[at, "seed"]).to_numpy()
+    return adversarial.add_gap(table.drop(columns="gap"))
+
+
+def test_per_phi_rule_fails_when_one_phi_leaves_the_margin_that_the_average_hides():
+    """The gap grows at φ = 180 and shrinks as much at φ = 30: the average over φ stays put (the averaged
+    rule agrees), the intersection–union test over φ does not."""
+    table = opposite_phi_table()
+    assert one_under(ADV, AVERAGED, invariance=table)["verdict"] == "agree"
+    row = one(ADV, invariance=table)
+    assert row["verdict"] == "disagree" and "outside the margin at φ = 30°, 180°" in row["measured"]
+    per_phi = ADV.per_phi({"invariance": table}).set_index("phi")
+    assert not per_phi.loc[180, "equivalent"] and not per_phi.loc[30, "equivalent"] and per_phi.loc[90, "equivalent"]
+    assert per_phi.loc[180, "lo"] > 0.05 and per_phi.loc[30, "hi"] < -0.05
+
+
+def test_rule_history_renders_every_rule_with_its_own_verdict():
+    table = opposite_phi_table()
+    history = ADV.rule_history({"invariance": table})
+    assert list(history["current"]) == [True, False] and list(history["post_hoc"]) == [False, True]
+    assert list(history["rule_alone"]) == ["disagree", "agree"]
+    shown = studies.scorecard.markdown(studies.scorecard.history_table(history), index=False)
+    assert "**current** (the rule in the claim's row)" in shown and "averaged over φ" in shown and "*(post hoc)*" in shown
+    assert "The 0 claim rows that have had one rule" in studies.scorecard.history_markdown(history)
+    assert shown.count("disagree") >= 2 and "| agree | agree |" in shown
+
+
+def test_margin_sensitivity_and_power_tables():
+    table = gap_table(0.03, noise=0.003)
+    sens = ADV.sensitivity({"invariance": table}).set_index("factor")["verdict"]
+    assert list(sens.index) == [0.5, 1.0, 2.0] and sens[1.0] == "agree" and sens[2.0] == "agree"
+    power = ADV.power({"invariance": table, "worst_of_k": worst_table(AT30["clear"], noise=0.01)})
+    assert set(power["claim"]) == {UNCHANGED, SPATIAL}
+    spatial = power[power["claim"] == SPATIAL].iloc[0]
+    assert spatial["seeds"] == 5 and spatial["se"] > 0 and np.isnan(spatial["margin"])
+    assert spatial["mde"] == pytest.approx((1.6449 + 0.8416) * spatial["se"], rel=1e-3)
+    assert 1 <= spatial["seeds_needed"] <= 5          # a clear drop: decidable at the run's seeds
+
+
+def test_orthogonality_reads_the_matched_null_and_keeps_the_old_one_in_its_history():
+    table = tangents(0.0, point_noise=0.005)
+    # the adversarial cosine equals the whole-ball corner's, but the matched null (same support) is far below
+    table["matched_support"] = table["random_sign"] * 0.5
+    row = one(ADV, tangent_cosines=table)
+    assert row["verdict"] == "disagree" and "same support" in row["measured"]
+    history = ADV.rule_history({"tangent_cosines": table}).set_index("rule")
+    assert history.filter(like="random ℓ∞ corner", axis=0)["rule_alone"].item() == "agree"
+
+
+def test_scorecard_counts_distinct_claims_once_and_not_run_apart():
+    rows = pd.DataFrame([
+        dict(claim="A", key="a", kind="paper", versions="ICLR 2020", verdict="agree"),
+        dict(claim="A again", key="a", kind="paper", versions="NeurIPS 2021", verdict="agree"),
+        dict(claim="B", key="b", kind="paper", versions="NeurIPS 2021", verdict="agree"),
+        dict(claim="B twice", key="b", kind="paper", versions="NeurIPS 2021", verdict="disagree"),
+        dict(claim="C", key="c", kind="paper", versions="NeurIPS 2021", verdict="not run"),
+        dict(claim="C (post hoc)", key="c", kind="paper", versions="NeurIPS 2021", verdict="agree"),
+        dict(claim="M", key="m", kind="mechanism", versions="ICLR 2020", verdict="inconclusive")])
+    distinct = studies.scorecard.distinct(rows).set_index("key")
+    assert distinct["verdict"].to_dict() == {"a": "agree", "b": "disagree", "c": "not run", "m": "inconclusive"}
+    assert distinct.loc["a", "versions"] == "ICLR 2020; NeurIPS 2021" and distinct.loc["a", "rows"] == 2
+    counts = studies.scorecard.counts(rows)
+    assert counts.loc["ICLR 2020: the paper's claims"].to_dict() == dict(
+        agree=1, disagree=0, inconclusive=0, **{"not run": 0}, claims=1)
+    assert counts.loc["NeurIPS 2021: the paper's claims"].to_dict() == dict(
+        agree=1, disagree=1, inconclusive=0, **{"not run": 1}, claims=3)
+    assert counts.loc["Mechanisms the paper offers", "inconclusive"] == 1
+    assert "3 distinct claims" in studies.scorecard.sentence(rows, "cpu")

@@ -235,7 +235,7 @@ def test_cusp_needs_seeds_and_the_curriculum():
     assert verdict(CUSP_CLAIM, front((0.45, 0.45), seeds=(0,)))["verdict"] == "inconclusive"
     no_cusp = front((0.45, 0.45))
     no_cusp = no_cusp[no_cusp["recipe"] != CURRICULUM]
-    assert verdict(CUSP_CLAIM, no_cusp)["verdict"] == "inconclusive"
+    assert verdict(CUSP_CLAIM, no_cusp)["verdict"] == "not run"
 
 
 def test_dominated_share_on_hand_made_points():
@@ -255,7 +255,7 @@ def test_each_worst_case_claim_reads_its_own_recipe():
     plain_only = accuracy({"natural": {"spatial_grid": 0.1, "clean": 0.99, "adversarial": 0.4},
                            WORST_CASE: {"spatial_grid": 0.6, "clean": 0.985, "adversarial": 0.2}}, noise=0.002)
     assert verdict(COST_CLAIM, plain_only)["verdict"] == "agree"
-    assert verdict(YANG_CLAIM, plain_only)["verdict"] == "inconclusive"  # no regularised recipe
+    assert verdict(YANG_CLAIM, plain_only)["verdict"] == "not run"  # no regularised recipe
     config = [c for c in TRADE.configs(TRADE.settings("paper")) if TRADE.recipe_of(c) == REGULARISED][0]
     assert config.spatial_attack["invariance"] == 1.0 and config.slug().split("-seed")[0].endswith("-worst10-reg")
 
@@ -281,7 +281,7 @@ def test_yang_no_cost_in_clean_accuracy(grid, clean, noise, expected):
 
 def test_claims_without_their_recipes_say_so():
     rows = TRADE.claims({"accuracy": accuracy({"natural": {}})}).set_index("claim")
-    assert set(rows["verdict"]) == {"inconclusive"}
+    assert set(rows["verdict"]) == {"not run"}
     assert "no rotation-only recipes" in rows.loc[ROTATION_CLAIM, "measured"]
     assert "no worst-case spatial recipe" in rows.loc[COST_CLAIM, "measured"]
     assert "no regularised worst-case recipe" in rows.loc[YANG_CLAIM, "measured"]

@@ -11,6 +11,7 @@ fooled)``, ``attack.with_eps(eps)``, ``attack.name``, ``attack.norm``.
 - :class:`RotationGrid` — worst of k rotations in ``[-φ, φ]``; :class:`SpatialGrid` — exhaustive
   rotation × translation grid (Engstrom et al.'s 5 × 5 × 31); :class:`WorstOfK` — worst of k random
   rotations + translations; :class:`JointAttack` — spatial, then ℓ∞ PGD — :mod:`invrob.attacks.spatial`;
+- :func:`build` (:mod:`invrob.attacks.registry`): an attack by name, as configs, sweeps and studies name them;
 - :func:`robust_accuracy` over an ε grid for any attack (stacked for PGD), and
   :func:`minimal_perturbation` (PGD bisection) — :mod:`invrob.attacks.evaluate`.
 
@@ -22,10 +23,11 @@ from .autoattack import AUTOATTACK_ATTACKS, AUTOATTACK_VERSIONS, AutoAttack
 from .base import NORMS, Attack, attack_mode
 from .evaluate import minimal_perturbation, robust_accuracy, robust_points, worst_of_k_accuracy
 from .pgd import ALPHA_FACTOR, FGSM, LOSSES, PGD, pgd, pgd_training_examples
+from .registry import attack_names, build, register
 from .spatial import JointAttack, RotationGrid, SpatialGrid, WorstOfK
 
 __all__ = ["robust_points", "Attack", "attack_mode", "PGD", "FGSM", "APGD", "RotationGrid", "SpatialGrid", "WorstOfK",
            "JointAttack", "pgd",
            "pgd_training_examples", "robust_accuracy", "minimal_perturbation", "NORMS", "LOSSES",
            "APGD_LOSSES", "ALPHA_FACTOR", "AutoAttack", "AUTOATTACK_ATTACKS",
-           "AUTOATTACK_VERSIONS", "worst_of_k_accuracy"]
+           "AUTOATTACK_VERSIONS", "worst_of_k_accuracy", "attack_names", "build", "register"]

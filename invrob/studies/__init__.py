@@ -7,6 +7,10 @@ one ``_toc.yml`` line. Studies are listed in the order of their first notebook.
 - :mod:`invrob.studies.invariance` — notebooks 01, 02: does rotation invariance cost ℓ∞ robustness?
 - :mod:`invrob.studies.adversarial` — notebooks 03, 04: does ℓ∞ robustness change rotation invariance?
 - :mod:`invrob.studies.tradeoff` — notebook 05: the spatial–adversarial trade-off, its Pareto front, CuSP.
+- :mod:`invrob.studies.certified` — notebook 07: Lie derivatives, equivariance error and certified
+  rotation robustness of the models of 01, 03 and 05.
+
+:mod:`invrob.studies.scorecard` counts the claim rows of every study as distinct claims (the verdict page).
 
 Typical use::
 
@@ -21,14 +25,15 @@ import importlib
 import pkgutil
 
 from ..errors import check_choice
-from .base import (CLAIM_COLUMNS, COMBINE_RULE, GATE_RULE, MODELS, STATS_RULE, PHIS, PROFILES, VERDICTS, Claim, Study, Table,
-                   bottom_line, findings, markdown_table)
+from . import scorecard
+from .base import (CLAIM_COLUMNS, COMBINE_RULE, GATE_RULE, MODELS, NOT_RUN, OUTCOMES, PROGRESSIVE_RULE, STATS_RULE, PHIS,
+                   PROFILES, VERDICTS, Claim, Rule, Study, Table, bottom_line, findings, markdown_table)
 
 
 def _discover() -> dict[str, Study]:
     found = []
     for info in pkgutil.iter_modules(__path__):
-        if info.name == "base" or info.name.startswith("_"):
+        if info.name in ("base", "scorecard") or info.name.startswith("_"):
             continue
         study = getattr(importlib.import_module(f"{__name__}.{info.name}"), "STUDY", None)
         if isinstance(study, Study):
@@ -51,5 +56,6 @@ def all_studies() -> list[Study]:
     return list(STUDIES.values())
 
 
-__all__ = ["CLAIM_COLUMNS", "COMBINE_RULE", "GATE_RULE", "MODELS", "STATS_RULE", "PHIS", "PROFILES", "STUDIES", "VERDICTS", "Claim", "Study",
-           "Table", "all_studies", "bottom_line", "findings", "get", "markdown_table"]
+__all__ = ["CLAIM_COLUMNS", "COMBINE_RULE", "GATE_RULE", "MODELS", "NOT_RUN", "OUTCOMES", "PROGRESSIVE_RULE", "STATS_RULE",
+           "PHIS", "PROFILES", "STUDIES", "VERDICTS", "Claim", "Rule", "Study", "Table", "all_studies", "bottom_line",
+           "findings", "get", "markdown_table", "scorecard"]

@@ -21,7 +21,9 @@ This module imports neither torch nor pandas at import time: :mod:`invrob.profil
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Iterable, Mapping
@@ -31,7 +33,12 @@ from ..errors import InvrobError, check_choice, check_eps, check_theta
 PROFILES = ("smoke", "cpu", "paper")
 PHIS = list(range(0, 181, 15))  # test-time rotation ranges φ (degrees) of the cpu and paper profiles
 VERDICTS = ("agree", "disagree", "inconclusive")
-CLAIM_COLUMNS = ("study", "claim", "paper", "measured", "rule", "verdict", "gates")
+NOT_RUN = "not run"  # a fourth outcome: the models a claim needs were not trained at this profile
+OUTCOMES = (*VERDICTS, NOT_RUN)
+KINDS = {"paper": "a claim of a version of the paper", "mechanism": "an explanation the paper offers",
+         "ours": "our own addition", "external": "another paper's result the book tests beside it"}
+CLAIM_COLUMNS = ("study", "claim", "paper", "measured", "rule", "verdict", "gates", "key", "kind", "versions",
+                 "rule_alone", "rule_set")
 MODELS = "models"  # the table every study with quality gates writes: one row per trained model
 GATE_RULE = ("Every model a claim reads must pass its quality gates (invrob.gates: each anchored on a published "
              "number, judged on the mean over seeds); a claim that reads a model × recipe below a gate is "
@@ -73,13 +80,39 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A decision rule a claim has had (or is shown beside its current one), as data.
+
+    ``options`` are what the claim's judge reads through :func:`option` while this rule
+    is applied (e.g. ``{"per_phi": False}``: the averaged form of a per-φ rule); the same
+    judge computes every rule's verdict, so a history row is measured, never typed.
+    ``post_hoc``: the rule was chosen after the data it judges had been seen.
+    """
+    name: str
+    text: str
+    set_when: str
+    why: str
+    options: Mapping = field(default_factory=dict)
+    post_hoc: bool = False
+
+
+@dataclass(frozen=True)
 class Claim:
     """One claim of the paper and how a study judges it.
 
     ``judge(tables)`` reads the tables named in ``needs`` (and those in ``uses``
     when they are given) and returns
     ``(measured, verdict)``: our measurement as text, with its seed spread or CI,
-    and one of :data:`VERDICTS` by the rule stated in ``rule``.
+    and one of :data:`OUTCOMES` by the rule stated in ``rule``.
+
+    What the scorecard of distinct claims needs: ``key`` names the claim a row tests
+    (rows with one key — the same claim measured twice — count once), ``kind`` one of
+    :data:`KINDS`, ``versions`` the versions of the paper that make it. The rule's own
+    record: ``options`` (what the judge reads through :func:`option` under the current
+    rule), ``rule_set`` (when and why it was fixed), ``post_hoc_rule`` (chosen after the
+    data it judges was seen) and ``history``: the claim's other rules (:class:`Rule`),
+    earlier or shown beside it, each judged on the same tables by :meth:`Study.rule_history`.
+    ``margins``: the judge reads ``option("margin_factor")`` (:meth:`Study.sensitivity`).
     """
     claim: str
     paper: str
@@ -88,10 +121,76 @@ class Claim:
     judge: Callable[[Mapping], tuple[str, str]]
     uses: tuple[str, ...] = ()  # tables read when given (a stronger measurement), not required
     reads: Callable | None = None  # models-table rows (a mask) the claim reads; None: every model
+    key: str = ""
+    kind: str = "paper"
+    versions: tuple[str, ...] = ()
+    options: Mapping = field(default_factory=dict)
+    rule_set: str = "before the first 5-seed cpu run"
+    post_hoc_rule: bool = False
+    history: tuple[Rule, ...] = ()
+    margins: bool = False
 
     def models_read(self, models):
         """The rows of a study's ``models`` table this claim's verdict rests on."""
         return models if self.reads is None else models[self.reads(models).to_numpy(dtype=bool)]
+
+    def current_rule(self) -> Rule:
+        return Rule("current", self.rule, self.rule_set, "", self.options, self.post_hoc_rule)
+
+    def judge_with(self, tables: Mapping, options: Mapping | None = None) -> tuple[str, str]:
+        """``judge(tables)`` under ``options`` (default: the current rule's)."""
+        with using(self.options if options is None else options):
+            measured, verdict = self.judge(tables)
+        check_choice(verdict, OUTCOMES, "verdict")
+        return measured, verdict
+
+
+# ---------------------------------------------------------------------- rule options and evidence
+_OPTIONS: ContextVar[Mapping] = ContextVar("invrob_rule_options", default={})
+_EVIDENCE: ContextVar[list | None] = ContextVar("invrob_rule_evidence", default=None)
+
+
+@contextmanager
+def using(options: Mapping):
+    """Apply a rule's ``options`` to the judges called inside the block (:func:`option`)."""
+    token = _OPTIONS.set(dict(options))
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+def option(name: str, default=None):
+    """A rule option of the claim being judged (:class:`Rule`): e.g. ``option("margin_factor", 1.0)``."""
+    return _OPTIONS.get().get(name, default)
+
+
+@contextmanager
+def collecting():
+    """Collect every paired bootstrap the judges run inside the block (:func:`bootstrap_change`): the
+    list of dicts (estimate, se, seeds, points, margin) the power table reads."""
+    found: list = []
+    token = _EVIDENCE.set(found)
+    try:
+        yield found
+    finally:
+        _EVIDENCE.reset(token)
+
+
+def record_evidence(estimate: float, se: float, seeds: int, points: int = 1, margin: float | None = None) -> None:
+    """Add one paired comparison a judge made without :func:`bootstrap_change` to the power table."""
+    found = _EVIDENCE.get()
+    if found is not None:
+        found.append(dict(estimate=float(estimate), se=float(se), seeds=int(seeds), points=int(points),
+                          margin=None if margin is None else float(margin)))
+
+
+def note_margin(margin: float) -> None:
+    """Attach an equivalence margin to the last collected bootstrap (its power is then the seeds
+    needed to show equivalence, not a change)."""
+    found = _EVIDENCE.get()
+    if found:
+        found[-1]["margin"] = float(margin)
 
 
 class Study:
@@ -109,6 +208,7 @@ class Study:
     tables: tuple[Table, ...] = ()
     paper_claims: tuple[Claim, ...] = ()
     gates: tuple = ()  # the quality gates (invrob.gates.Gate) of the models its claims read
+    reuses: dict[str, str] = {}  # notebook → whose models it reuses (the verdict page's cost table)
 
     def __init__(self):
         missing = [p for p in PROFILES if p not in self.profile_settings]
@@ -125,6 +225,12 @@ class Study:
 
     def __repr__(self) -> str:
         return f"<study {self.name!r}: notebooks {', '.join(self.notebooks)}>"
+
+    @property
+    def heading(self) -> str:
+        """How the verdict page names the study: its title and notebook numbers."""
+        numbers = ", ".join(n[:2] for n in self.notebooks)
+        return f"{self.title} (notebook{'s' if len(self.notebooks) > 1 else ''} {numbers})"
 
     # ------------------------------------------------------------------ settings and grid
     def settings(self, profile: str, **overrides) -> SimpleNamespace:
@@ -239,6 +345,92 @@ class Study:
         return quality.gate_table(self.check(MODELS, models), self.gates)
 
     # ------------------------------------------------------------------ claims
+    def _gated(self, claim: Claim, verdict: str, measured: str, models, gate_rows) -> tuple[str, str, str]:
+        """``(verdict, gates, measured)`` after the gate rule (:data:`GATE_RULE`)."""
+        from .. import gates as quality
+
+        gated = "no gates" if not self.gates else "not checked (no models table)"
+        if verdict == NOT_RUN:
+            return verdict, "—", measured
+        if gate_rows is not None:
+            failed = quality.failed_for(gate_rows, claim.models_read(models))
+            gated = "pass" if not failed else "below gate: " + "; ".join(failed)
+            if failed:
+                measured = (f"models below gate ({'; '.join(failed)}); the rule alone would say "
+                            f"{verdict}. {measured}")
+                verdict = "inconclusive"
+        return verdict, gated, measured
+
+    def _judged(self, tables: Mapping):
+        """The claims whose tables are given, with the models table and its gate rows."""
+        for name, frame in tables.items():
+            self.check(name, frame)
+        models = tables.get(MODELS) if self.gates else None
+        gate_rows = self.gate_table(models) if models is not None else None
+        return [c for c in self.paper_claims if all(n in tables for n in c.needs)], models, gate_rows
+
+    def rule_history(self, tables: Mapping) -> "pandas.DataFrame":
+        """Every claim's verdict under each rule it has had (its current one first, then its
+        :attr:`Claim.history`), each computed by the same judge on the same tables: by the rule
+        alone and after the gate rule. Columns: study, claim, rule, set, why, post_hoc, rule_alone,
+        verdict, current."""
+        import pandas as pd
+
+        claims, models, gate_rows = self._judged(tables)
+        rows = []
+        for claim in claims:
+            for rule in (claim.current_rule(), *claim.history):
+                measured, alone = claim.judge_with(tables, rule.options)
+                verdict, _, _ = self._gated(claim, alone, measured, models, gate_rows)
+                rows.append(dict(study=self.name, claim=claim.claim, rule=rule.text if rule.name == "current"
+                                 else f"{rule.name}: {rule.text}", set=rule.set_when, why=rule.why,
+                                 post_hoc=rule.post_hoc, rule_alone=alone, verdict=verdict,
+                                 current=rule.name == "current"))
+        return pd.DataFrame(rows, columns=["study", "claim", "rule", "set", "why", "post_hoc", "rule_alone",
+                                           "verdict", "current"])
+
+    def sensitivity(self, tables: Mapping, factors=(0.5, 1.0, 2.0)) -> "pandas.DataFrame":
+        """Each margin-based claim's verdict (by its rule alone) with its margins scaled by each of
+        ``factors``. Columns: study, claim, factor, verdict."""
+        import pandas as pd
+
+        claims, _, _ = self._judged(tables)
+        rows = [dict(study=self.name, claim=claim.claim, factor=float(f),
+                     verdict=claim.judge_with(tables, {**claim.options, "margin_factor": float(f)})[1])
+                for claim in claims if claim.margins for f in factors]
+        return pd.DataFrame(rows, columns=["study", "claim", "factor", "verdict"])
+
+    def power(self, tables: Mapping, power: float = 0.8) -> "pandas.DataFrame":
+        """For every paired comparison each claim's current rule makes (:func:`bootstrap_change`):
+        the change measured, its bootstrap standard error, the minimal detectable effect at the
+        run's seeds (one-sided level 0.05, the given power: :func:`invrob.trend.minimal_detectable_effect`)
+        and how many seeds the rule would need to decide an effect of the size measured — to show
+        it (a change) or to show it inside its margin (equivalence) — assuming the standard error
+        falls as 1/√seeds (:func:`invrob.trend.needed_replicates`, :func:`invrob.trend.equivalence_needed`).
+        Columns: study, claim, test, estimate, se, seeds, points, mde, margin, seeds_needed."""
+        import pandas as pd
+
+        from .. import trend
+
+        claims, _, _ = self._judged(tables)
+        rows = []
+        for claim in claims:
+            with collecting() as found:
+                claim.judge_with(tables)
+            for i, e in enumerate(found, 1):
+                mde = trend.minimal_detectable_effect(e["se"], alpha=ALPHA, power=power) if e["se"] > 0 else 0.0
+                if e.get("margin") is not None:
+                    needed = (trend.equivalence_needed(e["estimate"], e["se"], e["margin"], e["seeds"], alpha=ALPHA,
+                                                       power=power) if e["se"] > 0 else e["seeds"])
+                else:
+                    needed = (trend.needed_replicates(e["estimate"], e["se"], e["seeds"], alpha=ALPHA, power=power)
+                              if e["se"] > 0 and e["estimate"] != 0 else None)
+                rows.append(dict(study=self.name, claim=claim.claim, test=i, estimate=e["estimate"], se=e["se"],
+                                 seeds=e["seeds"], points=e["points"], mde=mde, margin=e.get("margin"),
+                                 seeds_needed=needed))
+        return pd.DataFrame(rows, columns=["study", "claim", "test", "estimate", "se", "seeds", "points", "mde",
+                                           "margin", "seeds_needed"])
+
     def claims(self, tables: Mapping) -> "pandas.DataFrame":
         """One row per claim whose tables are all given: ``study, claim, paper, measured, rule, verdict``.
 
@@ -247,27 +439,18 @@ class Study:
         """
         import pandas as pd
 
-        from .. import gates as quality
-
-        for name, frame in tables.items():
-            self.check(name, frame)
-        models = tables.get(MODELS) if self.gates else None
-        gate_rows = self.gate_table(models) if models is not None else None
+        _, models, gate_rows = self._judged(tables)
         rows = []
         for claim in self.paper_claims:
             if all(n in tables for n in claim.needs):
-                measured, verdict = claim.judge(tables)
-                check_choice(verdict, VERDICTS, "verdict")
-                gated = "no gates" if not self.gates else "not checked (no models table)"
-                if gate_rows is not None:
-                    failed = quality.failed_for(gate_rows, claim.models_read(models))
-                    gated = "pass" if not failed else "below gate: " + "; ".join(failed)
-                    if failed:
-                        measured = (f"models below gate ({'; '.join(failed)}); the rule alone would say "
-                                    f"{verdict}. {measured}")
-                        verdict = "inconclusive"
+                measured, verdict = claim.judge_with(tables)
+                alone = verdict
+                verdict, gated, measured = self._gated(claim, verdict, measured, models, gate_rows)
                 rows.append(dict(study=self.name, claim=claim.claim, paper=claim.paper,
-                                 measured=measured, rule=claim.rule, verdict=verdict, gates=gated))
+                                 measured=measured, rule=claim.rule, verdict=verdict, gates=gated,
+                                 key=claim.key or claim.claim, kind=claim.kind,
+                                 versions="; ".join(claim.versions), rule_alone=alone,
+                                 rule_set=claim.rule_set + (" (post hoc)" if claim.post_hoc_rule else "")))
         if not rows:
             needs = sorted({n for claim in self.paper_claims for n in claim.needs})
             raise InvrobError(f"no claim of the {self.name} study can be judged from tables "
@@ -337,7 +520,45 @@ def change_over_grid(rows, level: str, value: str, claim: str, per: float, unit:
     pairs = paired_points(points, level, lo, hi) if points is not None else seed_arrays(rows, level, lo, hi, value)
     end_text, end_verdict = change_test(*pairs, claim, fmt=delta)
     slope_text, slope_verdict = trend(rows, level, value, claim, per=per, unit=unit, fmt=delta, per_text=per_text)
-    return f"{a:{fmt}} → {b:{fmt}} ({end_text}); {slope_text}", both(end_verdict, slope_verdict), lo, hi
+    text, verdict = f"{a:{fmt}} → {b:{fmt}} ({end_text}); {slope_text}", both(end_verdict, slope_verdict)
+    if option("progressive", False):
+        step_text, verdict = progressive_check(rows, level, value, claim, verdict, delta)
+        text += f"; {step_text}"
+    return text, verdict, lo, hi
+
+
+PROGRESSIVE_RULE = ("“Progressively” is read as a monotone trend over the whole grid: besides the endpoint change "
+                    "and the slope, a within-seed Jonckheere–Terpstra test (permutations of the levels within each "
+                    "seed) must show the trend at level 0.05, and no adjacent step may move significantly the "
+                    "other way (one-sided, level 0.05: a V-shaped or rising-then-falling curve is not "
+                    "“progressive”) (invrob.trend.progressive); with only two grid points the rule is the "
+                    "endpoint change.")
+
+
+def progressive_check(rows, level: str, value: str, claim: str, verdict: str, delta: str = "+.1%"
+                      ) -> tuple[str, str]:
+    """:data:`PROGRESSIVE_RULE` on top of the endpoint-and-slope ``verdict``: ``(text, verdict)``.
+
+    An *agree* stays only if the monotone-trend test shows the claimed direction and no
+    adjacent step goes significantly the other way; a *disagree* (both tests show the
+    opposite) stands."""
+    from .. import trend as trends
+
+    grid, matrix = seed_matrix(rows, level, value)
+    if len(grid) < 3 or matrix.shape[0] < 2:
+        return "two grid points or one seed: no trend test beyond the endpoints", verdict
+    levels = [g for g in grid for _ in range(matrix.shape[0])]
+    seeds = [s for _ in grid for s in range(matrix.shape[0])]
+    values = matrix.T.reshape(-1)
+    result = trends.progressive(levels, values, seeds, direction=claim, alpha=ALPHA)
+    steps = result.steps.table
+    shown = ", ".join(f"{r['from']:g}→{r['to']:g} {r['difference']:{delta}} [{r['lo']:{delta}}, {r['hi']:{delta}}]"
+                      + (" (against)" if r["reversed"] else "") for _, r in steps.iterrows())
+    text = (f"monotone trend (within-seed Jonckheere–Terpstra) p = {result.trend.p_value:.3f}; "
+            f"adjacent steps {shown}")
+    if verdict == "agree" and not result.declared:
+        return text + f" — not progressive ({result.reason})", "inconclusive"
+    return text, verdict
 
 
 def both(first: str, second: str) -> str:
@@ -363,9 +584,17 @@ def bootstrap_change(a, b):
     """The paired change ``mean(b) − mean(a)`` with the study's interval: a two-level bootstrap
     (seeds, and one set of points shared by the seeds for (S, N) arrays: every seed is measured on
     the same test points) widened for few seeds."""
+    import numpy as np
+
     from .. import stats
 
-    return stats.few_seeds(stats.paired_bootstrap(a, b, seed=0, alpha=2 * ALPHA, crossed=True))
+    result = stats.few_seeds(stats.paired_bootstrap(a, b, seed=0, alpha=2 * ALPHA, crossed=True))
+    found = _EVIDENCE.get()
+    if found is not None:
+        a = np.asarray(a)
+        found.append(dict(estimate=float(result.estimate), se=float(np.std(result.samples, ddof=1)),
+                          seeds=int(a.shape[0]), points=int(a.shape[1]) if a.ndim == 2 else 1))
+    return result
 
 
 def seed_matrix(frame, level: str, value: str):
@@ -485,19 +714,22 @@ POST_HOC = "(post hoc)"  # in a claim's name: a row added after seeing the data 
 
 
 def bottom_line(rows, profile: str) -> str:
-    """``"2 of 5 claims agree, 1 disagrees, 2 are inconclusive at the smoke profile."``
+    """``"2 of 5 claim rows agree, 1 disagrees, 2 are inconclusive at the smoke profile."``
 
     Rows whose claim is marked :data:`POST_HOC` are exploratory: not counted, only named.
     """
     post_hoc = rows["claim"].str.contains(POST_HOC, regex=False)
     counts = rows.loc[~post_hoc, "verdict"].value_counts()
     agree, disagree, unsure = (int(counts.get(v, 0)) for v in VERDICTS)
+    not_run = int(counts.get(NOT_RUN, 0))
     total = int((~post_hoc).sum())
     extra = int(post_hoc.sum())
-    return (f"{agree} of {total} claim{'s' if total != 1 else ''} "
+    return (f"{agree} of {total} claim row{'s' if total != 1 else ''} "
             f"agree{'s' if agree == 1 else ''}, "
             f"{disagree} disagree{'s' if disagree == 1 else ''}, "
-            f"{unsure} {'is' if unsure == 1 else 'are'} inconclusive at the {profile} profile"
+            f"{unsure} {'is' if unsure == 1 else 'are'} inconclusive"
+            + (f", {not_run} {'was' if not_run == 1 else 'were'} not run" if not_run else "")
+            + f" at the {profile} profile"
             + (f" (and {extra} post-hoc row{'s' if extra != 1 else ''}, exploratory, not counted)." if extra
                else "."))
 

@@ -183,18 +183,21 @@ CLAIMS = (
           "as θ grows",
           "per model, the accuracy at the largest test range φ; "
           + _TESTS.format(points="", claim="agree", direction="an increase"),
-          ("invariance",), _invariance_improves),
+          ("invariance",), _invariance_improves, key="rotation augmentation improves invariance",
+          versions=("ICLR 2020", "arXiv v1", "NeurIPS 2021")),
     Claim("… but not ℓ∞ robustness: it drops on MNIST",
           "ℓ∞ adversarial robustness does not improve as θ grows; on MNIST it drops",
           f"per model, AutoAttack-grade robust accuracy averaged over the informative ε (where the smallest-θ "
           f"models' mean accuracy is in [{INFORMATIVE[0]:g}, {INFORMATIVE[1]:g}]; none: inconclusive); "
           + _TESTS.format(points=" and test points", claim="agree", direction="a decrease"),
-          ("robustness", "robust_points"), _robustness_drops),
+          ("robustness", "robust_points"), _robustness_drops, key="rotation augmentation costs ℓ∞ robustness",
+          versions=("ICLR 2020", "arXiv v1", "NeurIPS 2021")),
     Claim("Boundary distance shrinks as θ grows",
           "the mean distance from test points to the decision boundary decreases as θ grows",
           "per model and norm, each seed's mean distance over its correctly classified points (PGD "
           "bisection, an upper bound); " + _TESTS.format(points="", claim="agree", direction="a decrease"),
-          ("distances",), _distance_shrinks),
+          ("distances",), _distance_shrinks, key="boundary distance shrinks as θ grows", kind="mechanism",
+          versions=("ICLR 2020", "arXiv v1")),
 )
 
 
@@ -206,6 +209,7 @@ class InvarianceStudy(Study):
     tables = TABLES
     paper_claims = CLAIMS
     gates = GATES
+    reuses = {NB2: "reused from 01"}
 
     configs = staticmethod(configs)  # the module's training grid
 

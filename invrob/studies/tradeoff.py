@@ -31,7 +31,7 @@ clean accuracy.
 from __future__ import annotations
 
 from .. import gates
-from .base import (ALPHA, POST_HOC, Claim, Study, Table, autoattack_of, bootstrap_change, change_over_grid, change_test, combine,
+from .base import (NOT_RUN, PROGRESSIVE_RULE, Rule, note_margin, option, ALPHA, POST_HOC, Claim, Study, Table, autoattack_of, bootstrap_change, change_over_grid, change_test, combine,
                    label, seed_arrays)
 
 CURRICULUM = "CuSP"
@@ -234,23 +234,40 @@ def per_recipe(trained, measure):
                      ignore_index=True)
 
 
-def spatial_attacks(settings) -> dict:
-    """The spatial measurements (names = :data:`MEASURES` keys) as factories ``model -> Attack``."""
+def attack_specs(settings) -> dict:
+    """The chapter's attacks as data: measurement name (:data:`MEASURES` keys) → ``{"name": registered
+    attack, **options}`` (:func:`invrob.attacks.build`), so a sweep or a test can read and change them."""
     import numpy as np
 
-    from ..attacks import SpatialGrid, WorstOfK
-
     S = settings
-    grid = dict(rotations=np.linspace(-30, 30, S.grid_angles), translations=np.linspace(-3, 3, S.grid_shifts))
+    angles, shifts = np.linspace(-30, 30, S.grid_angles).tolist(), np.linspace(-3, 3, S.grid_shifts).tolist()
+    worst = {"name": "worst-of-k", "k": S.worst_k, "max_angle": 30.0, "max_shift": 3.0, "seed": 0}
     return {
-        "clean_spatial": lambda m: SpatialGrid(m, rotations=[0.0], translations=[0.0]),
-        "spatial_grid": lambda m: SpatialGrid(m, **grid),
-        "rotation_30": lambda m: SpatialGrid(m, rotations=grid["rotations"], translations=[0.0]),
-        "rotation_grid": lambda m: SpatialGrid(m, rotations=np.linspace(-180, 180, S.rotation_grid),
-                                               translations=[0.0]),
-        "translation_grid": lambda m: SpatialGrid(m, rotations=[0.0], translations=np.linspace(-3, 3, 7)),
-        "worst_of_k": lambda m: WorstOfK(m, k=S.worst_k, max_angle=30.0, max_shift=3.0, seed=0),
+        "clean_spatial": {"name": "spatial-grid", "rotations": [0.0], "translations": [0.0]},
+        "spatial_grid": {"name": "spatial-grid", "rotations": angles, "translations": shifts},
+        "rotation_30": {"name": "spatial-grid", "rotations": angles, "translations": [0.0]},
+        "rotation_grid": {"name": "spatial-grid", "rotations": np.linspace(-180, 180, S.rotation_grid).tolist(),
+                          "translations": [0.0]},
+        "translation_grid": {"name": "spatial-grid", "rotations": [0.0],
+                             "translations": np.linspace(-3, 3, 7).tolist()},
+        "worst_of_k": worst,
+        "joint": {"name": "joint", "spatial": worst,
+                  "linf": {"name": "apgd", "eps": S.eps_attack, "loss": "ce", "seed": 0}},
     }
+
+
+def _factories(specs: dict) -> dict:
+    """``{measurement: model -> Attack}`` from :func:`attack_specs`'s data."""
+    from ..attacks import build
+
+    return {key: (lambda m, spec=spec: build(spec["name"], m, **{k: v for k, v in spec.items() if k != "name"}))
+            for key, spec in specs.items()}
+
+
+def spatial_attacks(settings) -> dict:
+    """The spatial measurements (names = :data:`MEASURES` keys) as factories ``model -> Attack``."""
+    specs = attack_specs(settings)
+    return _factories({k: v for k, v in specs.items() if k != "joint"})
 
 
 def measure(trained, x_test, y_test, settings, dataset: str = "mnist") -> tuple:
@@ -278,11 +295,7 @@ def measure(trained, x_test, y_test, settings, dataset: str = "mnist") -> tuple:
 
 def joint_attack(settings) -> dict:
     """The joint attack (worst of k random rotations + translations, then APGD-CE at ``eps_attack``)."""
-    from ..attacks import APGD, JointAttack, WorstOfK
-
-    S = settings
-    return {"joint": lambda m: JointAttack(m, WorstOfK(m, k=S.worst_k, max_angle=30.0, max_shift=3.0, seed=0),
-                                           APGD(m, S.eps_attack, loss="ce", seed=0))}
+    return _factories({"joint": attack_specs(settings)["joint"]})
 
 
 def accuracy_table(spatial, rotated, robustness, joint, eps_attack: float):
@@ -374,7 +387,7 @@ def _progressive_drop(acc, names, level, value, what) -> tuple[str, str]:
         parts.append(f"{name} {sym} = {_level(lo, level, dataset)} → {_level(hi, level, dataset)}: {text} "
                      f"({_means_and_conditional(rows, level, value)})")
     if not parts:
-        return f"no {what} in this run", "inconclusive"
+        return f"no {what} in this run", NOT_RUN
     return "; ".join(parts), combine(verdicts)
 
 
@@ -465,6 +478,8 @@ def _cusp_on_front(spatial: str, what: str):
                             "(sensitivity, not the rule)")
                          + (f"; {len(floor)} of {len(means)} recipes below {FLOOR:.0%} on this axis "
                             f"(for them the comparison rests on AutoAttack alone)" if floor else ""))
+        if not (acc["recipe"] == CURRICULUM).any():
+            return "no CuSP models in this run", NOT_RUN
         return f"CuSP against the fixed recipes ({what}, AutoAttack-grade accuracy): " + \
             "; ".join(parts), combine(verdicts)
     return measure
@@ -483,7 +498,7 @@ def _against_natural(acc, recipe: str, judge, missing: str) -> tuple[str, str]:
         parts.append(text)
         verdicts.append(verdict)
     if not parts:
-        return missing, "inconclusive"
+        return missing, NOT_RUN
     return "; ".join(parts), combine(verdicts)
 
 
@@ -501,18 +516,24 @@ def _worst_case_no_tradeoff(tables) -> tuple[str, str]:
             return f"{name}: 1 seed, no interval", "inconclusive"
         s_text, s_v = change_test(*arrays(SPATIAL), "increase")
         c_text, _ = change_test(a, b, "decrease")
+        margin = option("margin_factor", 1.0) * NO_COST_MARGIN
         low, high = bootstrap_change(a, b).ci
+        note_margin(margin)
         # no cost: the clean-accuracy change is shown to lie above −margin (non-inferiority)
-        cost_v = "agree" if low > -NO_COST_MARGIN else "disagree" if high < -NO_COST_MARGIN else "inconclusive"
+        cost_v = "agree" if low > -margin else "disagree" if high < -margin else "inconclusive"
         return (f"{name}, natural → worst-of-10 + regulariser: grid accuracy {s_text}; clean accuracy {c_text}",
                 combine([s_v, cost_v]))
     return _against_natural(tables["accuracy"], REGULARISED, judge, "no regularised worst-case recipe in this run")
 
 
+_ENDPOINTS = Rule("endpoint and slope", "the paired change between the ends of the grid and the slope, both "
+                  "one-sided at 0.05", "before the first 5-seed cpu run",
+                  "cannot see a non-monotone curve: a drop that sits in the last step passes", {"progressive": False})
+
 _TESTS = ("both must agree, one-sided at level 0.05: the paired change between the ends of the grid "
           "(bootstrap over seeds) and the slope over the whole grid; agree if both show a decrease, "
           f"disagree if both show an increase, else inconclusive; inconclusive also when the natural "
-          f"model's mean is below {FLOOR:.0%} (a floor leaves no room to drop)")
+          f"model's mean is below {FLOOR:.0%} (a floor leaves no room to drop); and " + PROGRESSIVE_RULE)
 
 def _recipes_read(names):
     """A claim's ``reads``: the models of the ``names`` recipes (the front claims read every recipe)."""
@@ -528,20 +549,26 @@ CLAIMS = (
           "progressively",
           "per model, AutoAttack-grade robust accuracy at the chapter's ε of the natural and rotation-only "
           "recipes, against θ; " + _TESTS,
-          ("accuracy",), _adversarial_drops_with_rotation, reads=_recipes_read(ROTATION_ONLY)),
+          ("accuracy",), _adversarial_drops_with_rotation, reads=_recipes_read(ROTATION_ONLY),
+          key="rotation augmentation costs ℓ∞ robustness", versions=("NeurIPS 2021",), options={"progressive": True}, rule_set="2026-12-06, after a referee read of a non-monotone curve",
+          post_hoc_rule=True, history=(_ENDPOINTS,)),
     Claim("Adversarial training lowers spatial robustness progressively: grid attack",
           "NeurIPS 2021 (b): as the ε of adversarial training grows, spatial robustness (rotations and "
           "translations) drops progressively",
           "per model, accuracy under Engstrom et al.'s grid attack (31 rotations in ±30° × 5 × 5 "
           "translations in ±3 px) of the natural and adversarial-only recipes, against ε; " + _TESTS,
           ("accuracy",), _spatial_drops_with_eps(SPATIAL, "Engstrom grid accuracy (±30°, ±3 px)"),
-          reads=_recipes_read(ADVERSARIAL_ONLY)),
+          reads=_recipes_read(ADVERSARIAL_ONLY), key="adversarial training lowers spatial robustness progressively",
+          versions=("NeurIPS 2021",), options={"progressive": True}, rule_set="2026-12-06, after a referee read of a non-monotone curve",
+          post_hoc_rule=True, history=(_ENDPOINTS,)),
     Claim("Adversarial training lowers spatial robustness progressively: rotation grid",
           "NeurIPS 2021 (b), rotations alone",
           "per model, accuracy under the worst of 31 rotations in ±30° of the natural and adversarial-only "
           "recipes, against ε; " + _TESTS,
           ("accuracy",), _spatial_drops_with_eps("rotation_30", "rotation grid accuracy (±30°)"),
-          reads=_recipes_read(ADVERSARIAL_ONLY)),
+          reads=_recipes_read(ADVERSARIAL_ONLY), key="adversarial training lowers spatial robustness progressively",
+          versions=("NeurIPS 2021",), options={"progressive": True}, rule_set="2026-12-06, after a referee read of a non-monotone curve",
+          post_hoc_rule=True, history=(_ENDPOINTS,)),
     Claim("CuSP lies on or beyond the front of the fixed recipes",
           "NeurIPS 2021: the curriculum CuSP moves towards the Pareto front of spatial and adversarial "
           "robustness",
@@ -550,7 +577,8 @@ CLAIMS = (
           f"data and PGD steps — "
           f"dominates CuSP's mean; agree if at most {ALPHA:g} (CuSP shown undominated at level {ALPHA:g}), "
           f"disagree if at least {1 - ALPHA:g} (shown dominated), else inconclusive",
-          ("accuracy",), _cusp_on_front(SPATIAL, "Engstrom grid")),
+          ("accuracy",), _cusp_on_front(SPATIAL, "Engstrom grid"), key="CuSP moves towards the Pareto front",
+          versions=("NeurIPS 2021",)),
     Claim(f"CuSP lies on or beyond the front of the fixed recipes: rotation grid {POST_HOC}",
           "NeurIPS 2021, as the row above, on the spatial axis CuSP trains for; this row was added after the "
           "first cpu run, in which every recipe but worst-of-k training scored 0% on Engstrom's grid "
@@ -559,14 +587,16 @@ CLAIMS = (
           f"agree if at most {ALPHA:g}, i.e. undominated at level {ALPHA:g}; disagree if at least {1 - ALPHA:g}), "
           f"with the worst of 73 rotations in "
           f"±180° as the spatial axis; a post-hoc analysis: read it as exploratory",
-          ("accuracy",), _cusp_on_front("rotation_grid", "rotation grid ±180°")),
+          ("accuracy",), _cusp_on_front("rotation_grid", "rotation grid ±180°"), key="CuSP moves towards the Pareto front",
+          versions=("NeurIPS 2021",), rule_set="after the first cpu run", post_hoc_rule=True),
     Claim("Worst-case spatial training costs ℓ∞ robustness",
           "NeurIPS 2021 (a), carried over by us from rotation augmentation to Engstrom et al.'s "
           "worst-of-10 spatial training",
           "per model, natural vs worst-of-10 spatial training, paired by seed: the change in AutoAttack-grade "
           "accuracy, one-sided at level 0.05 (agree if shown to fall, disagree if shown to rise, else "
           "inconclusive)",
-          ("accuracy",), _worst_case_costs_adversarial, reads=_recipes_read(["natural", WORST_CASE])),
+          ("accuracy",), _worst_case_costs_adversarial, reads=_recipes_read(["natural", WORST_CASE]),
+          key="worst-case spatial training costs ℓ∞ robustness", kind="ours"),
     Claim("Worst-case spatial training with an invariance regulariser buys spatial robustness at no cost "
           "in clean accuracy",
           "Yang, Wang, Heinze-Deml (NeurIPS 2019): training on worst-case transformations with an "
@@ -577,7 +607,8 @@ CLAIMS = (
           f"{NO_COST_MARGIN:.0%} (lower end of its 90% interval above −{NO_COST_MARGIN:g}); disagree if it "
           f"is shown to fall by more (upper end below −{NO_COST_MARGIN:g}) or grid accuracy is shown to "
           f"fall; else inconclusive",
-          ("accuracy",), _worst_case_no_tradeoff, reads=_recipes_read(["natural", REGULARISED])),
+          ("accuracy",), _worst_case_no_tradeoff, reads=_recipes_read(["natural", REGULARISED]),
+          key="worst case + regulariser: no trade-off (Yang et al.)", kind="external", margins=True),
 )
 
 
@@ -589,6 +620,7 @@ class TradeoffStudy(Study):
     tables = TABLES
     paper_claims = CLAIMS
     gates = GATES
+    reuses = {NB: "natural and adversarial recipes from 03"}
 
     def models_table(self, trained, size=None, data_root=None, spatial_points=None, **measured):
         """:meth:`Study.models_table` with each model's recipe, and the random-spatial check of the
