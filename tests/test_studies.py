@@ -25,8 +25,8 @@ TAGS = ("model", "dataset", "theta", "eps_train", "seed")
 from invrob.studies import adversarial, invariance
 from invrob.studies.adversarial import COSINE_MARGIN, GAP_MARGIN
 from test_tradeoff import accuracy as tradeoff_accuracy  # the trade-off study's hand-made table
-from invrob.studies.base import (both, bootstrap_change, bottom_line, change_test, combine, markdown_table,
-                                 paired_points, seed_arrays)
+from invrob.studies.render import bottom_line, markdown_table
+from invrob.studies.rules import both, bootstrap_change, change_test, combine, paired_points, seed_arrays
 
 REPO = Path(__file__).resolve().parent.parent
 INV, ADV, TRADE = studies.get("invariance"), studies.get("adversarial"), studies.get("tradeoff")
@@ -877,7 +877,7 @@ def test_rules_state_their_margins_and_tests():
         assert "disagree if both show the opposite" in rules[claim]
     assert "Agree if all show a decrease, disagree if the endpoint change and the slope both show an increase" \
         in rules[SPATIAL] and "Jonckheere–Terpstra" in rules[SPATIAL]
-    assert studies.base.ALPHA == 0.05
+    assert studies.rules.ALPHA == 0.05
     for words in ("90%", "t-interval", "one set of test points shared by them"):
         assert words in studies.STATS_RULE
 
@@ -887,7 +887,7 @@ def test_studies_measure_robustness_with_their_profiles_autoattack():
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     for study in (INV, ADV):
-        assert study.attack is studies.base.autoattack_of
+        assert study.attack is studies.rules.autoattack_of
         cheap, standard = (study.attack(study.settings(p))(model) for p in ("cpu", "paper"))
         assert (cheap.version, list(cheap.attacks), cheap.targets) == ("custom", ["apgd-ce", "apgd-t"], 3)
         assert (standard.version, standard.targets) == ("standard", None) and len(standard.attacks) == 4

@@ -272,9 +272,10 @@ def test_dask_local_cluster_runs_and_merges_four_points(tmp_path):
 
 @pytest.mark.slow
 def test_failing_point_is_isolated_and_resume_reruns_only_unfinished(tmp_path, monkeypatch, capsys):
-    import invrob.sweep as sweep_mod
+    import invrob.sweep.execute as sweep_execute
     # Pretend two GPUs: each local worker is pinned to one, and kernels inherit it.
-    monkeypatch.setattr(sweep_mod, "visible_gpus", lambda: ["7", "8"])
+    # Patched where _run_local looks it up (invrob.sweep only re-exports it).
+    monkeypatch.setattr(sweep_execute, "visible_gpus", lambda: ["7", "8"])
     path = write_sweep(tmp_path, """\
         parameters: {profile: smoke}
         points:

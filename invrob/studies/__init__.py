@@ -26,8 +26,10 @@ import pkgutil
 
 from ..errors import check_choice
 from . import scorecard
-from .base import (CLAIM_COLUMNS, COMBINE_RULE, GATE_RULE, MODELS, NOT_RUN, OUTCOMES, PROGRESSIVE_RULE, STATS_RULE, PHIS,
-                   PROFILES, VERDICTS, Claim, Rule, Study, Table, bottom_line, findings, markdown_table)
+from .base import (CLAIM_COLUMNS, GATE_RULE, MODELS, NOT_RUN, OUTCOMES, PHIS, PROFILES, VERDICTS, Claim, Rule, Study,
+                   Table)
+from .rules import COMBINE_RULE, PROGRESSIVE_RULE, STATS_RULE
+from .render import bottom_line, findings, markdown_table
 
 
 def _discover() -> dict[str, Study]:

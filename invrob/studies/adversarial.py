@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from .. import gates
 from ..errors import InvrobError
-from .base import (ALPHA, PHIS, PROGRESSIVE_RULE, Claim, Rule, Study, Table, autoattack_of, bootstrap_change,
-                   change_over_grid, combine, ends, label, models_in, note_margin, option, record_evidence, seed_arrays,
-                   trend)
+from .base import PHIS, Claim, Rule, Study, Table
+from .options import note_margin, option, record_evidence
+from .rules import (ALPHA, PROGRESSIVE_RULE, autoattack_of, bootstrap_change, change_over_grid, combine, ends, label,
+                    models_in, seed_arrays, trend)
 
 SETTINGS = {
     "smoke": dict(models=["wong"], eps_train=[0.0, 0.1], seeds=[0, 1],

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 from .. import gates
 from ..errors import InvrobError
-from .base import (ALPHA, NOT_RUN, PROGRESSIVE_RULE, Claim, Study, Table, autoattack_of, change_over_grid,
-                   combine, label, models_in)
+from .base import NOT_RUN, Claim, Study, Table
+from .rules import ALPHA, PROGRESSIVE_RULE, autoattack_of, change_over_grid, combine, label, models_in
 
 NB = "07_how_invariant"
 SOURCES = ("invariance", "adversarial", "tradeoff")  # the studies whose models are reused, in chapter order

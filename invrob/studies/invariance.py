@@ -12,7 +12,8 @@ drops on MNIST; (c) the distance to the decision boundary shrinks as θ grows.
 from __future__ import annotations
 
 from .. import gates
-from .base import PHIS, Claim, Study, Table, autoattack_of, change_over_grid, combine, ends, label, models_in
+from .base import PHIS, Claim, Study, Table
+from .rules import autoattack_of, change_over_grid, combine, ends, label, models_in
 
 ALL_THETAS = [0, 30, 60, 90, 120, 150, 180]
 AA = dict(aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, aa_steps=None)  # the cheap AutoAttack

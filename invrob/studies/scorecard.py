@@ -6,7 +6,7 @@ the spatial claim measured with three attacks), and not all of them are the pape
 (the mechanisms the paper offers, our own additions, another paper's result). The scorecard
 counts each distinct claim once, from its rows:
 
-- a distinct claim's verdict is :func:`~invrob.studies.base.combine` over its rows that ran and
+- a distinct claim's verdict is :func:`~invrob.studies.rules.combine` over its rows that ran and
   whose claim is not marked post hoc (agree only if every one agrees, disagree if any
   disagrees); **not run** where none of its rows ran at this profile (a fourth outcome, not
   "inconclusive": nothing was measured);
@@ -17,7 +17,8 @@ This module only reads claim rows (``verdict.csv``'s columns); it computes no ve
 """
 from __future__ import annotations
 
-from .base import KINDS, NOT_RUN, OUTCOMES, POST_HOC, combine
+from .base import KINDS, NOT_RUN, OUTCOMES, POST_HOC
+from .rules import combine
 
 VERSIONS = ("ICLR 2020", "arXiv v1", "NeurIPS 2021")
 KIND_TITLES = {"mechanism": "mechanisms the paper offers", "ours": "our own claims",

@@ -31,8 +31,10 @@ clean accuracy.
 from __future__ import annotations
 
 from .. import gates
-from .base import (NOT_RUN, PROGRESSIVE_RULE, Rule, note_margin, option, ALPHA, POST_HOC, Claim, Study, Table, autoattack_of, bootstrap_change, change_over_grid, change_test, combine,
-                   label, seed_arrays)
+from .base import NOT_RUN, POST_HOC, Claim, Rule, Study, Table
+from .options import note_margin, option
+from .rules import (ALPHA, PROGRESSIVE_RULE, autoattack_of, bootstrap_change, change_over_grid, change_test, combine,
+                    label, seed_arrays)
 
 CURRICULUM = "CuSP"
 WORST_CASE = "worst-of-10 spatial"
