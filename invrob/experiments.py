@@ -10,7 +10,7 @@ different notebooks join on ``model, seed, theta, eps``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,27 +68,35 @@ def tags(config: TrainConfig) -> dict:
 
 
 def train_all(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch.Tensor,
-              checkpoint_dir, progress: bool = True, stack: bool = False) -> tuple[Trained, pd.DataFrame]:
+              checkpoint_dir, progress: bool = True, stack: bool = False,
+              columns: Callable[[TrainConfig], dict] | None = None) -> tuple[Trained, pd.DataFrame]:
     """Train (or load, when a finished checkpoint exists) every config.
 
-    Returns the ``(config, model)`` pairs and the concatenated training history.
+    Returns the ``(config, model)`` pairs and the concatenated training history, each
+    run's rows tagged with its config (:func:`tags`) and, given ``columns``, with the
+    columns ``columns(config)`` names (e.g. the recipe a config was built from).
     ``stack=True``: the seeds of each recipe that can stack train together as one
     batched model (:func:`_train_all_stacked`); same results up to float rounding.
     """
     if stack:
-        return _train_all_stacked(configs, x, y, checkpoint_dir, progress)
+        return _train_all_stacked(configs, x, y, checkpoint_dir, progress, columns)
     trained, histories = [], []
     for i, config in enumerate(configs, 1):
         # No enclosing bar: nested text bars garble a notebook's output; each run's bar says i/N.
         model, history = train(config, x, y, checkpoint_dir=checkpoint_dir, progress=progress,
                                desc=f"[{i}/{len(configs)}] {config.slug()}")
         trained.append((config, model))
-        histories.append(history.assign(**tags(config)))
+        histories.append(_tagged_history(history, config, columns))
     return trained, pd.concat(histories, ignore_index=True)
 
 
+def _tagged_history(history: pd.DataFrame, config: TrainConfig, columns=None) -> pd.DataFrame:
+    """One run's history with its config's tags (and ``columns(config)``, if given) as columns."""
+    return history.assign(**tags(config), **(columns(config) if columns else {}))
+
+
 def _train_all_stacked(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch.Tensor,
-                       checkpoint_dir, progress: bool) -> tuple[Trained, pd.DataFrame]:
+                       checkpoint_dir, progress: bool, columns=None) -> tuple[Trained, pd.DataFrame]:
     """:func:`train_all` with the configs that differ only in (distinct) seeds grouped: each
     group of two or more stackable ones is trained by :func:`invrob.stacked.train_stacked`,
     every other config by ``train``; results in the order of ``configs``."""
@@ -107,7 +115,7 @@ def _train_all_stacked(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch
             results[i] = train(configs[i], x, y, checkpoint_dir=checkpoint_dir, progress=progress,
                                desc=f"[{i + 1}/{len(configs)}] {configs[i].slug()}")
     trained = [(config, results[i][0]) for i, config in enumerate(configs)]
-    histories = [results[i][1].assign(**tags(config)) for i, config in enumerate(configs)]
+    histories = [_tagged_history(results[i][1], config, columns) for i, config in enumerate(configs)]
     return trained, pd.concat(histories, ignore_index=True)
 
 
@@ -207,6 +215,31 @@ def summarize_points(points: pd.DataFrame) -> pd.DataFrame:
     reference = clean.reindex(table.set_index(keys).index).to_numpy()
     table["conditional"] = table["accuracy"] / reference
     return table
+
+
+def pgd_overstatement(robustness: pd.DataFrame, pgd: pd.DataFrame) -> pd.DataFrame:
+    """How much PGD overstates robust accuracy: PGD's accuracy minus AutoAttack's, on the same points.
+
+    ``robustness`` and ``pgd``: :func:`summarize_points` tables of the same models and
+    points (AutoAttack-grade, then PGD). Their rows are joined on the tags the two share
+    (model, dataset, theta, eps_train, seed, recipe) and ε; PGD's other columns get the
+    suffix ``_pgd``. Returns the joined rows at ε > 0 with ``overstated`` =
+    ``accuracy_pgd − accuracy`` (≥ 0 when AutoAttack is the stronger attack).
+    """
+    keys = [k for k in ("model", "dataset", "theta", "eps_train", "seed", "recipe", "eps")
+            if k in robustness and k in pgd]
+    joined = robustness.merge(pgd, on=keys, suffixes=("", "_pgd"))
+    joined = joined[joined["eps"] > 0]
+    return joined.assign(overstated=joined["accuracy_pgd"] - joined["accuracy"])
+
+
+def final_accuracy(history: pd.DataFrame, level: str) -> pd.DataFrame:
+    """Each model's training accuracy in its final epoch, mean over seeds: ``level`` (rows) × model (columns).
+
+    ``history``: :func:`train_all`'s rows; a run's final epoch is its last row.
+    """
+    final = history.groupby(["model", level, "seed"]).tail(1)
+    return final.pivot_table(index=level, columns="model", values="train_acc")
 
 
 SEARCH_RANGE = {"linf": 0.5, "l2": 10.0}  # bisection brackets; farther points count as unbroken

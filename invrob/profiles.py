@@ -1,4 +1,4 @@
-"""The scale of each study at each profile: ``smoke``, ``cpu`` (default), ``paper``.
+"""The scale of each study at each profile: ``smoke``, ``cpu`` (default), ``gpu``, ``paper``.
 
 A notebook's ``parameters`` cell names a profile and may override any setting
 (``thetas``, ``seeds``, ...); :func:`settings` merges the two. The settings
@@ -8,6 +8,8 @@ so the book states its protocol from the same numbers the code runs with.
 
 - ``smoke``: tiny subsets, seconds per notebook; what the tests and nbval run.
 - ``cpu``: MNIST with fast recipes and quality gates; the whole book in about 86 minutes on 2 cores.
+- ``gpu``: full MNIST, the paper's grids where they fit, gate-passing fast recipes (ε = 0.3
+  included), each chapter within an hour on one GPU (estimated by :mod:`invrob.budget`).
 - ``paper``: the paper's scale (full MNIST and CIFAR-10, 3 seeds) for one GPU.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .studies import PROFILES
 # subject: in float64 the rounding differences between CPU models' kernels (about
 # 1e-7 in float32) stay near 1e-16 through training, so a smoke run gives the same
 # tables on any machine, within tolerances that can still catch a real change.
-DTYPES = {"smoke": "float64", "cpu": "float32", "paper": "float32"}
+DTYPES = {"smoke": "float64", "cpu": "float32", "gpu": "float32", "paper": "float32"}
 
 # study → profile → settings, read-only by convention (each study module owns its own).
 STUDIES: dict[str, dict[str, dict]] = {name: study.profile_settings for name, study in studies.STUDIES.items()}

@@ -391,16 +391,21 @@ def stop_smoke_run(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def record(workdir: str | Path | None = None) -> list[str]:
-    """Re-record the references from a fresh smoke run: tables into :data:`REFERENCE`,
-    executed notebooks into :data:`RECORDED`. Returns the numeric changes to review."""
+def record(workdir: str | Path | None = None, reference: str | Path = REFERENCE,
+           recorded: str | Path = RECORDED) -> list[str]:
+    """Re-record the references from a fresh smoke run: tables into ``reference`` (default
+    :data:`REFERENCE`, the checkout's; it must hold :data:`TOLERANCE_FILE`), executed notebooks
+    into ``recorded`` (default :data:`RECORDED`). Returns the numeric changes to review."""
     import tempfile
 
+    reference = Path(reference)
+    if not (reference / TOLERANCE_FILE).exists():
+        raise InvrobError(f"{reference / TOLERANCE_FILE} not found: the reference folder needs its tolerance file")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="invrob-record-"))
     data = prepare_data(workdir / "data")
     smoke_run(workdir, data, log=lambda line: print(line, flush=True))
-    changes = record_results(workdir / "results" / "smoke", REFERENCE)
-    copy_notebooks(sorted((workdir / "executed").glob("[0-9][0-9]_*.ipynb")), RECORDED)
+    changes = record_results(workdir / "results" / "smoke", reference)
+    copy_notebooks(sorted((workdir / "executed").glob("[0-9][0-9]_*.ipynb")), recorded)
     return changes
 
 
@@ -415,17 +420,29 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data", default=None, help="a folder from prepare_data (default: make one)")
     rec = sub.add_parser("record", help="re-record tests/reference/smoke and tests/notebooks")
     rec.add_argument("--workdir", default=None)
+    rec.add_argument("--reference", default=str(REFERENCE),
+                     help="the reference folder: <notebook>/<table>.csv and tolerances.yaml (default: %(default)s)")
+    rec.add_argument("--recorded", default=str(RECORDED),
+                     help="where the executed notebooks go, for nbval (default: %(default)s)")
+    chk = sub.add_parser("check", help="compare a run's tables with a reference folder")
+    chk.add_argument("results", help="a results root, e.g. results/smoke")
+    chk.add_argument("--reference", default=str(REFERENCE), help="default: %(default)s")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             data = args.data or prepare_data(Path(args.workdir) / "data")
             smoke_run(args.workdir, data, log=lambda line: print(line, flush=True))
             return 0
-        changes = record(args.workdir)
+        if args.command == "check":
+            problems = compare_results(args.results, args.reference)
+            print("\n".join(problems) if problems else f"every table of {args.results} is within its tolerance "
+                  f"of {args.reference}")
+            return 1 if problems else 0
+        changes = record(args.workdir, args.reference, args.recorded)
     except InvrobError as error:
         print(f"invrob: {error}", file=sys.stderr)
         return 2
-    print(f"recorded {REFERENCE.relative_to(REPO)} and {RECORDED.relative_to(REPO)}")
+    print(f"recorded {args.reference} and {args.recorded}")
     if changes:
         print(f"{len(changes)} value(s) moved beyond tolerance against the previous references "
               "(review them, and the git diff, before committing):")

@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m invrob.runbook") 
     parser = argparse.ArgumentParser(
         prog=prog, description="Execute the study notebooks in order with papermill "
         "(what `make notebooks` runs). Paths are relative to the current directory.")
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    parser.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper (default: cpu)")
     parser.add_argument("--dest", default=None,
                         help="folder for the executed notebooks (default: "
                         f"{REPO / 'book' / 'experiments' if checkout else './book/experiments'})")

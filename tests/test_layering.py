@@ -21,7 +21,7 @@ LAYERS = [
     {"train", "geometry", "stacked"},
     {"experiments", "plots", "gates"},
     {"studies", "profiles"},
-    {"runbook", "regression", "sweep", "cli"},
+    {"runbook", "regression", "sweep", "cli", "budget"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -8,6 +8,7 @@ import io
 import pytest
 import torch
 
+from invrob import models
 from invrob.errors import InvrobError
 from invrob.models import DATASETS, Normalize, build_model, count_parameters, model_names
 from invrob.models.normalize import DATASET_STATS
@@ -62,10 +63,26 @@ def test_one_list_of_datasets():
 
 
 def test_registry_lists_every_model():
-    assert set(model_names()) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "lenet", "madry", "wong", "resnet18",
-                                  "vgg16"}
-    assert set(model_names("cifar10")) == {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "resnet18", "vgg16"}
+    """The families the studies name are registered, and so is every ``MODELS`` a module of the
+    package defines (a model added as one file is found, and then checked by every test here)."""
+    import importlib
+    import pkgutil
+
+    assert {"stdcnn", "gcnn_p4", "gcnn_p8", "gcnn_d4", "lenet", "madry", "wong", "resnet18", "vgg16"} <= set(model_names())
+    for info in pkgutil.iter_modules(models.__path__):
+        for name, (datasets, _) in getattr(importlib.import_module(f"invrob.models.{info.name}"), "MODELS", {}).items():
+            assert name in model_names() and all(name in model_names(ds) for ds in datasets)
     assert "resnet18" not in model_names("mnist") and "lenet" not in model_names("cifar10")
+    assert {"resnet18", "vgg16"} <= set(model_names("cifar10")) and {"lenet", "wong"} <= set(model_names("mnist"))
+
+
+def test_register_model_refuses_a_taken_name_and_bad_input():
+    with pytest.raises(InvrobError, match="model name 'lenet' is taken"):
+        models.register_model("lenet", "mnist", lambda dataset: None)
+    with pytest.raises(InvrobError, match="unknown dataset 'svhn'"):
+        models.register_model("new-net", "svhn", lambda dataset: None)
+    with pytest.raises(InvrobError, match="not callable"):
+        models.register_model("new-net", "mnist", None)
 
 
 @pytest.mark.parametrize("name,dataset", PAIRS)

@@ -133,7 +133,7 @@ def test_cli_help_and_bad_options(tmp_path):
     assert proc.returncode == 0 and re.search(r"^  run ", proc.stdout, re.M)
     proc = invrob("run", "--profile", "huge", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["invrob: unknown profile 'huge'; valid: smoke, cpu, paper"]
+    assert proc.stderr.strip().splitlines() == ["invrob: unknown profile 'huge'; valid: smoke, cpu, gpu, paper"]
     proc = invrob("run", "--profile", "smoke", "--only", "99_nope", cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "no notebooks matched ['99_nope']; valid: 00_setup, " in proc.stderr

@@ -107,7 +107,7 @@ def test_checkpoints_are_trains(data, tmp_path, monkeypatch):
 
     def no_training(*args, **kwargs):
         raise AssertionError("train() retrained instead of loading final.pt")
-    monkeypatch.setattr("invrob.train._make_optimizer", no_training)
+    monkeypatch.setattr("invrob.train.loop._make_optimizer", no_training)
     for config, (model, history) in zip(recipe, result):
         assert (checkpoint_path(config, tmp_path) / "final.pt").is_file()
         loaded, loaded_history = train(config, x, y, checkpoint_dir=tmp_path, progress=False)

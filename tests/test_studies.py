@@ -205,13 +205,6 @@ def directional(seeds=SEEDS, eps_train=(0.0, 0.1, 0.3), n_points=10, model="lene
                          for e in eps_train for s in seeds for i in range(n_points)])
 
 
-def overstated(robustness, pgd, level):
-    """The closing cells' ``vs_pgd``: PGD's robust accuracy minus AutoAttack's (as notebooks 01 and 03)."""
-    keys = ["model", level, "seed", "eps"]
-    vs_pgd = robustness.merge(pgd, on=keys, suffixes=("", "_pgd"))
-    return vs_pgd[vs_pgd["eps"] > 0].assign(overstated=lambda t: t["accuracy_pgd"] - t["accuracy"])
-
-
 def synthetic():
     """One consistent set of every table the chapters' closing cells and the verdict read.
 
@@ -262,8 +255,8 @@ def synthetic():
         "worst-of-10 spatial": dict(adversarial=0.20, spatial_grid=0.60, clean=0.97),
         "worst-of-10 + regulariser": dict(adversarial=0.25, spatial_grid=0.65, clean=0.985),
         "CuSP": dict(adversarial=0.45, spatial_grid=0.35, rotation_grid=0.60)}, noise=0.002)
-    return dict(S1=S1, S3=S3, inv=inv, points=points, rob=rob, vs_pgd1=overstated(rob, pgd, "theta"), dist=dist,
-                inv3=inv3, worst=worst, vs_pgd3=overstated(rob3, pgd3, "eps_train"), trade=trade,
+    return dict(S1=S1, S3=S3, inv=inv, points=points, rob=rob, pgd1=pgd, dist=dist,
+                inv3=inv3, worst=worst, rob3=rob3, pgd3=pgd3, trade=trade,
                 tangents=tangents(0.0, seed_noise=0.003, eps_train=e3),
                 geo=subspace_cosines(S3.pca_k, eps_train=e3), directional=directional(eps_train=e3))
 
@@ -347,12 +340,12 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
     chapters = {}
     chapters.update(chapter_verdicts(run_cell(closing_cell("01_invariance_vs_robustness"), dict(
         common, study=INV, S=t["S1"], invariance=t["inv"], robustness=t["rob"], robust_points=t["points"],
-        vs_pgd=t["vs_pgd1"], models=t["models1"]))))
+        pgd=t["pgd1"], models=t["models1"]))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("02_decision_boundary_distance"),
                                               dict(common, study=INV, distances=t["dist"]))))
     text3 = run_cell(closing_cell("03_robustness_vs_invariance"), dict(
-        common, study=ADV, S=t["S3"], invariance=t["inv3"], worst=t["worst"], vs_pgd=t["vs_pgd3"],
-        models=t["models3"]))
+        common, study=ADV, S=t["S3"], invariance=t["inv3"], worst=t["worst"], robustness=t["rob3"],
+        pgd=t["pgd3"], models=t["models3"]))
     chapters.update(chapter_verdicts(text3))
     chapters.update(chapter_verdicts(run_cell(closing_cell("04_perturbation_geometry"), dict(
         common, study=ADV, S=t["S3"], geometry=t["geo"], tangents=t["tangents"], directional=t["directional"]))))
@@ -974,7 +967,16 @@ def test_claims_need_at_least_one_judgeable_table(tables):
 
 
 def test_every_study_names_real_notebooks_and_unique_tables():
-    assert list(studies.STUDIES) == ["invariance", "adversarial", "tradeoff", "certified"]
+    import importlib
+    import pkgutil
+
+    # every module of invrob.studies that defines STUDY is found, in notebook order
+    defined = [m.STUDY.name for m in (importlib.import_module(f"invrob.studies.{i.name}")
+                                      for i in pkgutil.iter_modules(studies.__path__)) if hasattr(m, "STUDY")]
+    assert sorted(studies.STUDIES) == sorted(defined)
+    assert {"invariance", "adversarial", "tradeoff", "certified"} <= set(studies.STUDIES)
+    firsts = [s.notebooks[0] for s in studies.all_studies()]
+    assert firsts == sorted(firsts)
     for study in studies.all_studies():
         for notebook in study.notebooks:
             assert (REPO / "notebooks" / f"{notebook}.ipynb").exists(), notebook
@@ -1121,3 +1123,167 @@ def test_scorecard_counts_distinct_claims_once_and_not_run_apart():
         agree=1, disagree=1, inconclusive=0, **{"not run": 1}, claims=3)
     assert counts.loc["Mechanisms the paper offers", "inconclusive"] == 1
     assert "3 distinct claims" in studies.scorecard.sentence(rows, "cpu")
+
+
+# ---------------------------------------------------------------------- the chapters' tables and closing text
+def summary_rows(accuracies, attack, level="theta", model="stdcnn"):
+    """A :func:`~invrob.experiments.summarize_points`-like table from ``{(level value, seed, ε): accuracy}``."""
+    return pd.DataFrame([{**tags(model, **{level: v}, seed=s), "eps": e, "attack": attack, "accuracy": a, "n": 100}
+                         for (v, s, e), a in accuracies.items()])
+
+
+def test_pgd_overstatement_is_pgd_minus_autoattack_at_positive_eps():
+    from invrob.experiments import pgd_overstatement
+
+    aa = summary_rows({(0, 0, 0.0): 0.9, (0, 0, 0.1): 0.5, (180, 0, 0.1): 0.25}, "APGD-CE+APGD-T")
+    pgd = summary_rows({(0, 0, 0.0): 0.9, (0, 0, 0.1): 0.625, (180, 0, 0.1): 0.5}, "PGD-20")
+    rows = pgd_overstatement(aa, pgd)
+    assert list(rows["theta"]) == [0, 180] and (rows["eps"] > 0).all()  # ε = 0 is the clean accuracy: left out
+    assert list(rows["overstated"]) == [0.125, 0.25]
+    assert (rows["overstated"] == rows["accuracy_pgd"] - rows["accuracy"]).all()
+    assert list(rows["attack_pgd"]) == ["PGD-20"] * 2  # PGD's columns carry the suffix
+    # rows pair on every tag: another training ε is another model, not a match
+    other = pgd.assign(eps_train=0.3)
+    assert pgd_overstatement(aa, other).empty
+
+
+def test_invariance_pgd_table_gives_the_mean_and_the_largest_gap_per_family_and_eps():
+    aa = summary_rows({(0, 0, 0.1): 0.5, (180, 0, 0.1): 0.25, (0, 0, 0.05): 0.75}, "AA")
+    pgd = summary_rows({(0, 0, 0.1): 0.625, (180, 0, 0.1): 0.5, (0, 0, 0.05): 0.75}, "PGD")
+    table = INV.pgd_overstatement(aa, pgd)
+    assert table.index.names == ["model", "ε"] and list(table.columns) == ["PGD − AutoAttack, mean", "largest"]
+    assert table.loc[("StdCNN", "0.1")].tolist() == [0.188, 0.25]  # mean of 0.125 and 0.25, rounded
+    assert table.loc[("StdCNN", "0.05")].tolist() == [0.0, 0.0]
+
+
+def test_adversarial_pgd_table_is_training_eps_by_attack_eps():
+    aa = summary_rows({(0.0, 0, 0.1): 0.0, (0.1, 0, 0.1): 0.75, (0.1, 1, 0.1): 0.5}, "AA", "eps_train", "wong")
+    pgd = summary_rows({(0.0, 0, 0.1): 0.125, (0.1, 0, 0.1): 0.75, (0.1, 1, 0.1): 0.75}, "PGD", "eps_train", "wong")
+    table = ADV.pgd_overstatement(aa, pgd)
+    assert table.index.name == "training ε" and table.columns.name == "attack ε"
+    assert table.to_dict() == {"0.1": {"0": 0.125, "0.1": 0.125}}  # ε = 0.1: mean of 0 and 0.25 over seeds
+
+
+def history_rows(finals, level="theta"):
+    """Two epochs per run, the last at the given accuracy: ``{(model, level value, seed): final accuracy}``."""
+    return pd.DataFrame([{"epoch": epoch, "train_acc": acc if epoch else 0.1, **tags(m, **{level: v}, seed=s)}
+                         for (m, v, s), acc in finals.items() for epoch in (0, 1)])
+
+
+def test_final_epochs_read_each_runs_last_epoch_mean_over_seeds():
+    history = history_rows({("stdcnn", 0, 0): 0.9, ("stdcnn", 0, 1): 0.8, ("stdcnn", 180, 0): 0.5,
+                            ("gcnn_p4", 0, 0): 0.7})
+    table = INV.final_epochs(history)
+    assert table.index.name == "θ (°)" and list(table.index) == ["0", "180"]
+    assert table.loc["0"].to_dict() == {"GCNN (p4)": 0.7, "StdCNN": 0.85}
+    assert table.loc["180", "GCNN (p4)"] == "—" and table.loc["180", "StdCNN"] == 0.5  # no GCNN at 180°
+    adv = ADV.final_epochs(history_rows({("wong", 0.0, 0): 0.99, ("wong", 0.1, 0): 0.9, ("wong", 0.1, 1): 0.8},
+                                        "eps_train"))
+    assert adv.index.name == "training ε" and adv.to_dict() == {"Wong net": {"0": 0.99, "0.1": 0.85}}
+
+
+def test_grid_table_states_each_familys_width_parameters_epochs_and_grid():
+    from types import SimpleNamespace
+
+    from invrob.models import build_model, count_parameters
+
+    S = SimpleNamespace(models=["stdcnn", "gcnn_p4"], widths={"stdcnn": 8}, epochs={"stdcnn": 3, "gcnn_p4": 1},
+                        thetas={"stdcnn": [0, 90, 180], "gcnn_p4": [0, 22.5]})
+    table = INV.grid_table(S)
+    assert list(table.index) == ["StdCNN", "GCNN (p4)"]
+    assert table.loc["StdCNN"].tolist() == [8, count_parameters(build_model("stdcnn", "mnist", width=8)), 3,
+                                            "0, 90, 180"]
+    assert table.loc["GCNN (p4)", "width"] == "default" and table.loc["GCNN (p4)", "θ grid (°)"] == "0, 22.5"
+    assert table.loc["GCNN (p4)", "parameters"] == count_parameters(build_model("gcnn_p4", "mnist"))
+
+
+def test_invariance_closing_lists_conditional_accuracy_and_pgds_overstatement():
+    from types import SimpleNamespace
+
+    found = pd.DataFrame([dict(claim="A claim", paper="p", measured="m", rule="r", verdict="agree")])
+    aa = summary_rows({(0, 0, 0.0): 0.8, (0, 0, 0.1): 0.4, (0, 1, 0.1): 0.6, (180, 0, 0.1): 0.2}, "AA")
+    aa["conditional"] = aa["accuracy"] / 0.8
+    pgd = summary_rows({(0, 0, 0.0): 0.8, (0, 0, 0.1): 0.5, (0, 1, 0.1): 0.6, (180, 0, 0.1): 0.5}, "PGD")
+    text = INV.closing(found, aa, pgd, SimpleNamespace(models=["stdcnn"], pgd_steps=20), "smoke")
+    assert text.startswith(studies.findings(found, "smoke"))
+    assert ("Robust accuracy among the correctly classified points (mean over seeds):\n\n"
+            "- **StdCNN** at ε = 0.1: θ = 0° 62.5%, θ = 180° 25.0%\n\n") in text
+    assert text.endswith("PGD-20 overstates robust accuracy by up to 30.0% against AutoAttack on the same points; "
+                         "every number above is AutoAttack's.")
+
+
+def distance_summary():
+    stats = dict(mean=0.05, mean_low=0.04, mean_high=0.06, median=0.045, median_low=0.04, median_high=0.05)
+    rows = [dict(model="stdcnn", dataset="mnist", theta=t, eps_train=0.0, norm="linf", n=60, n_unbroken=1, **stats)
+            for t in (0, 180)]
+    rows.append(dict(model="stdcnn", dataset="mnist", theta=0, eps_train=0.0, norm="l2", n=61, n_unbroken=0,
+                     **{k: v * 24 for k, v in stats.items()}))
+    return pd.DataFrame(rows)
+
+
+def test_distance_tables_one_per_norm_with_intervals_at_the_norms_decimals():
+    linf, l2 = INV.distance_tables(distance_summary())
+    assert linf.startswith("**ℓ∞ distance to the decision boundary** (pixel scale)\n\n| model ")
+    assert "| StdCNN  | 180° | 60         | 1              | 0.050 [0.040, 0.060] | 0.045 [0.040, 0.050] |" in linf
+    assert l2.startswith("**ℓ2 distance") and "1.20 [0.96, 1.44]" in l2 and "1.08 [0.96, 1.20]" in l2
+    assert invariance.with_ci(distance_summary(), "mean", 1)[0] == "0.1 [0.0, 0.1]"
+
+
+def test_norm_panels_and_grid_ends():
+    assert list(INV.norm_panels(distance_summary())["norm"]) == ["ℓ∞ distance", "ℓ∞ distance", "ℓ2 distance"]
+    distances = pd.DataFrame([{**tags(m, theta=t), "norm": n, "point": 0, "distance": 0.1}
+                              for m, grid in (("stdcnn", (0, 90, 180)), ("gcnn_p4", (0, 15, 45)))
+                              for t in grid for n in ("linf", "l2")])
+    ends = INV.grid_ends(distances)
+    assert set(ends["norm"]) == {"linf"}
+    assert list(zip(ends["model"], ends["theta"])) == [("stdcnn", 0), ("stdcnn", 180), ("gcnn_p4", 0),
+                                                       ("gcnn_p4", 45)]
+    assert list(INV.grid_ends(distances, "l2")["theta"]) == [0, 180, 0, 45]
+
+
+def test_accuracy_and_gap_stacks_the_two_panels():
+    table = gap_table(seeds=ONE_SEED, phis=(0, 90), eps=(0.0, 0.1), model="wong")
+    both = ADV.accuracy_and_gap(table)
+    n = len(table)
+    assert len(both) == 2 * n
+    assert both["value"].tolist() == table["accuracy"].tolist() + table["gap"].tolist()
+    assert set(both["panel"][:n]) == {"Wong net: rotated accuracy"}
+    assert set(both["panel"][n:]) == {"Wong net: gap acc(0) − acc(φ)"}
+
+
+def test_margin_band_is_the_margin_about_the_natural_models_mean():
+    from types import SimpleNamespace
+
+    rel = pd.DataFrame({"eps_train": [0.0, 0.0, 0.1], "relative_gap": [0.2, 0.3, 0.9]})
+    low, high, text = ADV.margin_band(rel, SimpleNamespace(eps_train=[0.1, 0.0]))
+    assert (low, high) == pytest.approx((0.25 * (1 - GAP_MARGIN), 0.25 * (1 + GAP_MARGIN)))
+    assert text == f"±{GAP_MARGIN:.0%} of the natural model's: margin"
+
+
+def test_per_phi_table_is_the_per_phi_rule_as_shown():
+    tables = {"invariance": gap_table(growth=0.5, model="wong")}
+    raw = ADV.per_phi(tables)
+    shown = ADV.per_phi_table(tables)
+    assert list(shown.columns) == [{"phi": "φ (°)", "estimate": "Δ relative gap", "lo": "90% CI low",
+                                    "hi": "90% CI high", "equivalent": "inside ±margin"}.get(c, c)
+                                   for c in raw.columns if c != "se"]
+    assert set(shown["model"]) == {"Wong net"}
+    assert shown["Δ relative gap"].tolist() == raw["estimate"].round(4).tolist()
+
+
+def test_adversarial_closing_gives_the_gap_at_both_ends_of_the_eps_grid():
+    from types import SimpleNamespace
+
+    found = pd.DataFrame([dict(claim="A claim", paper="p", measured="m", rule="r", verdict="agree")])
+    inv = gap_table(seeds=ONE_SEED, phis=(0, 30, 90, 180), eps=(0.0, 0.1), clean_drop=0.0, model="wong")
+    gap = inv.set_index(["eps_train", "phi"])["gap"]
+    aa = summary_rows({(0.1, 0, 0.1): 0.5}, "AA", "eps_train", "wong")
+    pgd = summary_rows({(0.1, 0, 0.1): 0.55}, "PGD", "eps_train", "wong")
+    S = SimpleNamespace(models=["wong"], phis=[0, 30, 90, 180], eps_train=[0.0, 0.1], pgd_steps=5)
+    text = ADV.closing(found, inv, aa, pgd, S, "smoke")
+    assert text.startswith(studies.findings(found, "smoke") + "\n\nPer model, mean over seeds:\n\n")
+    for phi in (30, 180):  # the φ nearest 45°, and the largest
+        a, b = gap[0.0, phi], gap[0.1, phi]
+        assert (f"- **Wong net**, φ = {phi}°: invariance gap {a:.1%} at ε = 0 vs {b:.1%} at ε = 0.1 "
+                f"(change {b - a:+.1%}).") in text
+    assert text.endswith("\n\nPGD-5 overstates robust accuracy by up to 5.0% against AutoAttack on these models.")

@@ -50,7 +50,7 @@ BAD = {
     "scalar theta below 0": ("parameters:\n  theta: -5\n", 4, ["theta", "[0, 180]", "-5"]),
     "negative eps in a list": ("parameters:\n  eps_grid:\n    - 0.0\n    - -0.1\n", 6, ["eps_grid", ">= 0", "-0.1"]),
     "negative eps in a grid": ("grid:\n  eps: [0.1, -1.0e-3]\n", 4, ["eps", ">= 0", "-0.001"]),
-    "unknown profile": ("parameters:\n  profile: huge\n", 4, ["unknown profile 'huge'", "smoke, cpu, paper"]),
+    "unknown profile": ("parameters:\n  profile: huge\n", 4, ["unknown profile 'huge'", "smoke, cpu, gpu, paper"]),
     "grid entry not a list": ("grid:\n  seed: 3\n", 4, ["grid: seed must be a non-empty list"]),
     "duplicate grid value": ("grid:\n  seed:\n    - 1\n    - 2\n    - 1\n", 7, ["lists 1 twice", "line 5"]),
     "both fixed and grid": ("parameters:\n  seed: 0\ngrid:\n  seed: [1, 2]\n", 6, ["both in parameters and in grid"]),

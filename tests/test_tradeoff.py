@@ -338,3 +338,92 @@ def test_a_model_on_both_datasets_is_judged_twice_not_pooled():
     assert "GCNN (p4) on MNIST ε = 0 → 0.3: 50.0% → 30.0%" in row["measured"]
     assert "GCNN (p4) on CIFAR-10 ε = 0 → 8/255: 50.0% → 70.0%" in row["measured"]
     assert row["verdict"] == "disagree"  # one model disagrees: the study's combination rule
+
+
+# ---------------------------------------------------------------------- the chapter's pipeline and tables
+def test_train_labels_each_history_row_with_its_own_runs_recipe():
+    """Natural and worst-of-10 training share every tag (θ = ε = 0): only the run a row came from tells
+    them apart. Both train_all paths (one run at a time, and seeds stacked) label by run."""
+    import torch
+
+    from invrob import experiments as ex
+
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    S = TRADE.settings("smoke", recipes=["natural", WORST_CASE], seeds=[0, 1])
+    S.epochs, S.batch_size = 1, 16
+    configs = TRADE.configs(S)
+    trained, history = TRADE.train(S, x, y, None)
+    assert [TRADE.recipe_of(c) for c, _ in trained] == ["natural", "natural", WORST_CASE, WORST_CASE]
+    assert history["recipe"].tolist() == [TRADE.recipe_of(c) for c in configs for _ in range(c.epochs)]
+    assert history.groupby("recipe", sort=False)["theta"].first().to_dict() == {"natural": 0.0, WORST_CASE: 0.0}
+    assert history.columns[-1] == "recipe"
+    _, stacked = ex.train_all(configs, x, y, None, progress=False, stack=True,
+                              columns=lambda c: {"recipe": TRADE.recipe_of(c), "run": c.slug()})
+    assert stacked["recipe"].tolist() == history["recipe"].tolist()
+    assert stacked["run"].tolist() == [c.slug() for c in configs]  # one epoch each
+
+
+def test_run_part_takes_the_mnist_steps_at_the_datasets_settings(monkeypatch):
+    from invrob import experiments as ex
+
+    calls = []
+    monkeypatch.setattr(ex, "load_split", lambda dataset, train, test, root: calls.append(
+        ("load", dataset, train, test, root)) or ("x", "y", "xt", "yt"))
+    monkeypatch.setattr(ex, "train_all", lambda configs, x, y, ckpt, progress, columns: (
+        [(c, None) for c in configs], pd.DataFrame({"recipe": [columns(c)["recipe"] for c in configs]})))
+    monkeypatch.setattr(TRADE, "measure", lambda trained, x, y, S, dataset: calls.append(
+        ("measure", len(trained), x, dataset)) or ("accuracy", "points"), raising=False)
+    monkeypatch.setattr(TRADE, "models_table", lambda trained, size, root, **measured: calls.append(
+        ("models", size, root, measured["spatial_points"], measured["robust_points"])) or "models", raising=False)
+    S = TRADE.settings("smoke")
+    part = TRADE.run_part(S, "cifar10", "ckpt", "data", progress=False)
+    assert calls == [("load", "cifar10", S.cifar_train_size, S.test_size, "data"),
+                     ("measure", len(S.cifar_recipes), "xt", "cifar10"),
+                     ("models", S.gate_size, "data", S.spatial_size, "points")]
+    assert part["history"]["recipe"].tolist() == S.cifar_recipes  # one seed at smoke
+    assert (part["accuracy"], part["robust_points"], part["models"]) == ("accuracy", "points", "models")
+    assert [TRADE.recipe_of(c) for c, _ in part["trained"]] == S.cifar_recipes
+
+
+def test_join_parts_appends_each_table_below_its_namesake():
+    first = {"accuracy": pd.DataFrame({"a": [1, 2]}), "models": pd.DataFrame({"m": [1]})}
+    second = {"accuracy": pd.DataFrame({"a": [3]}), "models": pd.DataFrame({"m": [2]}), "trained": []}
+    joined = TRADE.join_parts(first, second)
+    assert list(joined) == ["accuracy", "models"]
+    assert joined["accuracy"]["a"].tolist() == [1, 2, 3] and joined["accuracy"].index.tolist() == [0, 1, 2]
+    assert joined["models"]["m"].tolist() == [1, 2]
+
+
+def test_final_epochs_per_recipe_in_training_order():
+    rows = [dict(model="wong", recipe=r, seed=s, epoch=e, theta=t, eps_train=eps, train_acc=acc if e else 0.0)
+            for r, t, eps, accs in [("rotation 180°", 180.0, 0.0, (0.5, 0.7)), ("natural", 0.0, 0.0, (0.9, 0.9)),
+                                    (CURRICULUM, 180.0, 0.3, (0.25, 0.25))]
+            for s, acc in enumerate(accs) for e in (0, 1)]
+    table = TRADE.final_epochs(pd.DataFrame(rows))
+    assert list(table.index) == ["rotation 180°", "natural", CURRICULUM]
+    assert list(table.columns) == ["θ (°)", "ε", "training accuracy"]
+    assert table.loc["rotation 180°"].tolist() == [180.0, 0.0, 0.6]
+    assert table.loc[CURRICULUM].tolist() == [180.0, 0.3, 0.25]
+
+
+def test_recipe_means_and_fixed_recipes():
+    table = accuracy({"natural": {"clean": 0.99, "adversarial": 0.0}, WORST_CASE: {"spatial_grid": 0.8}})
+    means = TRADE.recipe_means(table)
+    assert list(means.index) == ["natural", WORST_CASE] and list(means.columns) == list(tradeoff.LABELS.values())
+    assert means.loc["natural", "clean"] == 0.99 and means.loc[WORST_CASE, "Engstrom grid"] == 0.8
+    S = TRADE.settings("smoke")
+    assert TRADE.fixed_recipes(S) == [r for r in S.recipes if r != CURRICULUM]
+    assert TRADE.fixed_recipes(S, "cifar10") == ["natural", "rotation 180°"]
+
+
+def test_toy_table_puts_both_margins_beside_the_accuracies():
+    curve = pd.DataFrame({"augment_prob": [0.0, 0.0, 1.0, 1.0], "eps": [0.1, 0.2, 0.1, 0.2],
+                          "clean_acc": [0.9, 0.9, 0.8, 0.8], "spatial_acc": [0.4, 0.4, 0.8, 0.8],
+                          "mean_margin": [1.0, 1.0, 0.25, 0.25], "robust_acc": [0.5, 0.4, 0.3, 0.2]})
+    l2 = pd.DataFrame({"augment_prob": [0.0, 1.0], "mean_margin": [4.0, 2.0]})
+    table = TRADE.toy_table(curve, l2)
+    assert table.index.tolist() == [0.0, 1.0]
+    assert table.to_dict("list") == {"clean accuracy": [0.9, 0.8], "accuracy, random turn": [0.4, 0.8],
+                                     "ℓ∞ distance of the class mean to the boundary": [1.0, 0.25],
+                                     "ℓ2 distance": [4.0, 2.0]}

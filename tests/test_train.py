@@ -103,6 +103,57 @@ def test_interrupted_run_resumes_bit_for_bit(subset, tmp_path, kw):
     assert (run / "final.pt").exists() and not (run / "last.pt").exists()
 
 
+def stop_at_batch(epoch_to_stop: int, batch_to_stop: int):
+    def callback(epoch, batch, model):
+        if (epoch, batch) == (epoch_to_stop, batch_to_stop):
+            raise Interrupt
+    return callback
+
+
+# Rotation + PGD on a dropout LeNet (dropout masks: the global RNG), and a one-cycle rate with an
+# ε warm-up (both change every batch, so a resume must know exactly which batch comes next).
+MID_EPOCH_RECIPES = {
+    "dropout-theta-pgd": dict(theta=30.0, eps=0.1, attack_steps=2),
+    "onecycle-fgsm-rs": dict(eps=0.3, attack_steps=1, attack_alpha=0.375, optimizer="adam", lr=5e-3,
+                             lr_schedule="onecycle", eps_warmup_epochs=2),
+}
+
+
+@pytest.mark.parametrize("kw", MID_EPOCH_RECIPES.values(), ids=MID_EPOCH_RECIPES.keys())
+def test_run_interrupted_mid_epoch_resumes_at_the_next_batch_bit_for_bit(subset, tmp_path, kw):
+    x, y = subset
+    config = small(**kw)   # 3 epochs of 4 batches
+    from invrob.models import build_model
+    assert any(isinstance(m, torch.nn.Dropout2d) for m in build_model("lenet").modules())
+    straight, straight_history = train(config, x, y, checkpoint_dir=tmp_path / "a", progress=False)
+
+    # Checkpoints after batch 2 of each epoch; the crash comes after batch 3 of epoch 2, whose work is lost.
+    with pytest.raises(Interrupt):
+        train(config, x, y, checkpoint_dir=tmp_path / "b", progress=False, checkpoint_every=2,
+              batch_callbacks=[stop_at_batch(2, 3)])
+    run = checkpoint_path(config, tmp_path / "b")   # checkpoint_every is not part of the run's identity
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert (last["version"], last["epoch"], last["batch"]["index"], last["step"]) == (2, 1, 2, 6)
+    assert len(last["history"]) == 1 and not (run / "final.pt").exists()
+
+    batches = []
+    resumed, resumed_history = train(config, x, y, checkpoint_dir=tmp_path / "b", progress=False,
+                                     batch_callbacks=[lambda epoch, batch, model: batches.append((epoch, batch))])
+    assert batches == [(2, 3), (2, 4)] + [(3, b) for b in range(1, 5)]   # from the batch after the checkpoint
+    assert_same_weights(straight, resumed)
+    columns = [c for c in straight_history.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(straight_history[columns], resumed_history[columns])
+    assert (run / "final.pt").exists() and not (run / "last.pt").exists()
+
+
+def test_checkpoint_every_is_checked_first(subset, tmp_path):
+    x, y = subset
+    with pytest.raises(InvrobError, match="checkpoint_every must be a positive integer"):
+        train(small(), x, y, checkpoint_dir=tmp_path, checkpoint_every=0, progress=False)
+    with pytest.raises(InvrobError, match="checkpoint_every needs a checkpoint_dir"):
+        train(small(), x, y, checkpoint_every=2, progress=False)
+
+
 def test_same_seed_same_weights_other_seed_differs(subset):
     x, y = subset
     a, _ = train(small(epochs=1, theta=15.0), x, y, progress=False)
@@ -220,7 +271,8 @@ def test_checkpoint_trained_on_other_data_is_refused(subset, tmp_path, stage):
 
 @pytest.fixture(scope="module")
 def real_checkpoints(subset, tmp_path_factory):
-    """The bytes of a genuine ``last.pt`` (after epoch 1 of 2) and ``final.pt``."""
+    """The bytes of a genuine ``last.pt`` (after epoch 1 of 2), a mid-epoch one (after batch 2
+    of epoch 2, resumed from the first) and ``final.pt``."""
     x, y = subset
     root = tmp_path_factory.mktemp("real")
     config = small(epochs=2)
@@ -228,8 +280,12 @@ def real_checkpoints(subset, tmp_path_factory):
         train(config, x, y, checkpoint_dir=root, progress=False, callbacks=[stop_after(1)])
     run = checkpoint_path(config, root)
     last = (run / "last.pt").read_bytes()
+    with pytest.raises(Interrupt):
+        train(config, x, y, checkpoint_dir=root, progress=False, checkpoint_every=2,
+              batch_callbacks=[stop_at_batch(2, 2)])
+    mid = (run / "last.pt").read_bytes()
     train(config, x, y, checkpoint_dir=root, progress=False)
-    return config, {"last.pt": last, "final.pt": (run / "final.pt").read_bytes()}
+    return config, {"last.pt": last, "mid-epoch last.pt": mid, "final.pt": (run / "final.pt").read_bytes()}
 
 
 def _edited(**changes):
@@ -289,11 +345,65 @@ def test_corrupt_checkpoint_is_one_clear_error(subset, real_checkpoints, tmp_pat
             train(config, x, y, checkpoint_dir=tmp_path, progress=False, callbacks=[must_not_train])
         else:
             load_checkpoint(path, device="cpu")
-    error = info.value
+    assert_one_clear_line(info.value, path)
+
+
+def assert_one_clear_line(error: InvrobError, path) -> None:
     text = str(error)
     assert "\n" not in text and str(path) in text  # one line, naming the file
     assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
     assert "delete it" in text  # and what to do about it
+
+
+def _edited_batch(**changes):
+    """A genuine mid-epoch checkpoint with entries of its epoch state replaced."""
+    def write(data: bytes, path):
+        batch = torch.load(io.BytesIO(data), weights_only=True)["batch"]
+        _edited(batch={**batch, **changes})(data, path)
+    return write
+
+
+MID_EPOCH_CORRUPTIONS = {
+    "truncated": CORRUPTIONS["truncated"],
+    "no-epoch-state": (_edited(batch=None), "missing batch"),
+    "epoch-state-not-a-dict": (_edited(batch=[2]), "batch is not a mid-epoch state"),
+    "batch-index-at-the-end": (_edited_batch(index=4), r"batch index 4 is not an integer in \[1, 4\)"),
+    "order-not-a-permutation": (_edited_batch(order=torch.zeros(512, dtype=torch.int64)), "not a permutation"),
+    "order-too-short": (_edited_batch(order=torch.arange(256)), "not a permutation of the 512"),
+    "bad-sums": (_edited_batch(loss_sum=torch.zeros(2)), "running loss or accuracy sum"),
+    "bad-seconds": (_edited_batch(seconds=-1.0), "seconds -1.0"),
+    "past-the-last-epoch": (_edited(epoch=2), "mid-epoch checkpoint after epoch 2 of 2"),
+}
+
+
+@pytest.mark.parametrize("corruption", MID_EPOCH_CORRUPTIONS)
+def test_corrupt_mid_epoch_checkpoint_is_one_clear_error(subset, real_checkpoints, tmp_path, corruption):
+    x, y = subset
+    config, genuine = real_checkpoints
+    corrupt, message = MID_EPOCH_CORRUPTIONS[corruption]
+    path = checkpoint_path(config, tmp_path) / "last.pt"
+    path.parent.mkdir(parents=True)
+    corrupt(genuine["mid-epoch last.pt"], path)
+    with pytest.raises(InvrobError, match=message) as info:
+        train(config, x, y, checkpoint_dir=tmp_path, progress=False, callbacks=[must_not_train],
+              batch_callbacks=[lambda epoch, batch, model: pytest.fail("trained from a corrupt checkpoint")])
+    assert_one_clear_line(info.value, path)
+
+
+def test_genuine_mid_epoch_checkpoint_loads_and_resumes(subset, real_checkpoints, tmp_path):
+    # The edits above start from a file that works: load_checkpoint reads it (the weights
+    # part-way through epoch 2, the history of epoch 1), and train finishes the run from it.
+    x, y = subset
+    config, genuine = real_checkpoints
+    path = checkpoint_path(config, tmp_path) / "last.pt"
+    path.parent.mkdir(parents=True)
+    _edited()(genuine["mid-epoch last.pt"], path)
+    _, loaded, history = load_checkpoint(path, device="cpu")
+    assert loaded == config and history.epoch.tolist() == [1]
+    batches = []
+    _, history = train(config, x, y, checkpoint_dir=tmp_path, progress=False,
+                       batch_callbacks=[lambda epoch, batch, model: batches.append((epoch, batch))])
+    assert batches == [(2, 3), (2, 4)] and history.epoch.tolist() == [1, 2]
 
 
 def test_genuine_checkpoints_survive_the_round_trip(subset, real_checkpoints, tmp_path):
@@ -431,6 +541,26 @@ def test_fgsm_with_random_start_stays_in_the_ball_and_the_box(subset):
     assert float(delta[inside_box].min()) >= 0.25 * eps - 1e-6
 
 
+
+
+def test_training_attack_by_registry_name_is_pgd_training_examples(subset):
+    """The recipe's ℓ∞ step is attack "pgd-train": Madry's last iterate, the numbers of
+    pgd_training_examples exactly (from the same generator state) — not the evaluation PGD's
+    "pgd", which keeps each sample's first misclassified iterate."""
+    from invrob import attacks
+    from invrob.attacks import pgd_training_examples
+    from invrob.models import build_model
+
+    x, y = subset[0][:64], subset[1][:64]
+    torch.manual_seed(0)
+    model = build_model("wong")
+    expected = pgd_training_examples(model, x, y, 0.3, 0.1, 3, generator=torch.Generator().manual_seed(1))
+    same = dict(eps=0.3, alpha=0.1, steps=3)
+    attack = attacks.build("pgd-train", model, **same, generator=torch.Generator().manual_seed(1))
+    with attacks.attack_mode(model):
+        assert torch.equal(attack.forward(x, y), expected)
+    evaluation = attacks.build("pgd", model, **same, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(evaluation(x, y), expected)
 
 
 # ------------------------------------------------------- recipes: schedules (CuSP), spatial training
@@ -577,24 +707,24 @@ def test_worst_of_k_spatial_training(subset, tmp_path):
 
 def test_worst_of_k_training_uses_the_worst_transformation(subset, monkeypatch):
     # The training batch is the WorstOfK attack's output (the batch the optimiser sees).
-    import invrob.train as train_module
+    from invrob.attacks import WorstOfK
     x, y = subset
     calls = []
-    original = train_module.WorstOfK.perturb
+    original = WorstOfK.perturb
 
     def spy(self, xb, yb, eps=None):
         out = original(self, xb, yb, eps)
         calls.append((self.k, self.max_angle, self.max_shift, len(xb), self.model.training))
         return out
 
-    monkeypatch.setattr(train_module.WorstOfK, "perturb", spy)
+    monkeypatch.setattr(WorstOfK, "perturb", spy)   # the recipe builds it as attack "worst-of-k"
     train(small(epochs=1, spatial_attack={"k": 2, "max_shift": 1.5}, max_batches_per_epoch=2), x, y, progress=False)
     assert calls == [(2, 30.0, 1.5, 32, False)] * 2   # once per batch, in eval mode
 
 
 def test_invariance_regulariser(subset, tmp_path, monkeypatch):
     """Yang et al.'s term: λ · mean ‖f(x) − f(x')‖²/C on the untransformed batch and its worst transform."""
-    import invrob.train as train_module
+    import invrob.train.recipe as recipe   # where the loss looks the penalty up
     x, y = subset
     plain = small(epochs=2, spatial_attack={"k": 3}, max_batches_per_epoch=3)
     zero = small(epochs=2, spatial_attack={"k": 3, "invariance": 0.0}, max_batches_per_epoch=3)
@@ -602,11 +732,11 @@ def test_invariance_regulariser(subset, tmp_path, monkeypatch):
     assert zero == plain and zero.digest() == plain.digest()  # λ = 0 is the plain recipe, same checkpoint
     assert regularised.spatial_attack["invariance"] == 2.0 and "-worst3-reg-" in regularised.slug()
     logits, other = torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [3.0, 1.0]])
-    assert train_module.invariance_penalty(logits, other).item() == pytest.approx(((4 / 2) + (10 / 2)) / 2)
+    assert recipe.invariance_penalty(logits, other).item() == pytest.approx(((4 / 2) + (10 / 2)) / 2)
     # the penalty sees the untransformed batch and the transformed one the loss is taken on
     seen = []
-    original = train_module.invariance_penalty
-    monkeypatch.setattr(train_module, "invariance_penalty",
+    original = recipe.invariance_penalty
+    monkeypatch.setattr(recipe, "invariance_penalty",
                         lambda a, b: seen.append((a.shape, b.shape)) or original(a, b))
     straight, _ = train(regularised, x, y, checkpoint_dir=tmp_path / "a", progress=False)
     assert seen == [((32, 10), (32, 10))] * 6  # every batch: 2 epochs × 3 batches

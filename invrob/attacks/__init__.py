@@ -23,7 +23,7 @@ from .autoattack import AUTOATTACK_ATTACKS, AUTOATTACK_VERSIONS, AutoAttack
 from .base import NORMS, Attack, attack_mode
 from .evaluate import minimal_perturbation, robust_accuracy, robust_points, worst_of_k_accuracy
 from .pgd import ALPHA_FACTOR, FGSM, LOSSES, PGD, pgd, pgd_training_examples
-from .registry import attack_names, build, register
+from .registry import attack_names, build, discover, register
 from .spatial import JointAttack, RotationGrid, SpatialGrid, WorstOfK
 
 __all__ = ["robust_points", "Attack", "attack_mode", "PGD", "FGSM", "APGD", "RotationGrid", "SpatialGrid", "WorstOfK",
@@ -31,3 +31,5 @@ __all__ = ["robust_points", "Attack", "attack_mode", "PGD", "FGSM", "APGD", "Rot
            "pgd_training_examples", "robust_accuracy", "minimal_perturbation", "NORMS", "LOSSES",
            "APGD_LOSSES", "ALPHA_FACTOR", "AutoAttack", "AUTOATTACK_ATTACKS",
            "AUTOATTACK_VERSIONS", "worst_of_k_accuracy", "attack_names", "build", "register"]
+
+discover()  # attacks defined in modules added beside these (ATTACKS = {name: cls})

@@ -12,10 +12,16 @@ one :class:`~invrob.errors.InvrobError` line naming the valid ones. A keyword wh
 ``{"name": ..., **options}`` mapping is built for the same model (how :class:`JointAttack`
 gets its two parts from plain data). :func:`register` adds an attack (a subclass of
 :class:`~invrob.attacks.base.Attack` whose first argument is the model).
+
+Adding an attack is one file: a module of :mod:`invrob.attacks` that defines
+``ATTACKS = {name: cls}`` is found when the package is imported (:func:`discover`) and its
+attacks are registered after the built-ins below.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from typing import Mapping
 
 from torch import nn
@@ -86,4 +92,14 @@ def _nested(value, model: nn.Module, where: str):
     return value
 
 
-__all__ = ["attack_names", "build", "options", "register"]
+__all__ = ["attack_names", "build", "discover", "options", "register"]
+
+
+def discover() -> None:
+    """Register the ``ATTACKS`` of every module of :mod:`invrob.attacks` (a new attack is one file)."""
+    package = importlib.import_module(__name__.rpartition(".")[0])
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for name, cls in getattr(module, "ATTACKS", {}).items():
+                register(name, cls)

@@ -20,10 +20,18 @@ a GCNN of the same ``width`` has about as many parameters), ``resnet18`` and
 ``dataset`` and ``build_kwargs``, so ``build_model(m.name, m.dataset,
 **m.build_kwargs)`` rebuilds it (e.g. to load a checkpoint). The first child of
 every model is its :class:`Normalize` layer.
+
+Adding a model is one file: a module of this package that defines
+``MODELS = {name: (datasets, builder)}`` (``builder(dataset, **options) -> nn.Module``)
+is found when the package is imported and its models are registered after the built-ins
+above (:func:`register_model`); ``tests/test_models.py`` runs every registered model
+through its checks.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from typing import Callable
 
 import torch
@@ -39,7 +47,7 @@ from .resnet import ResNet18
 from .stdcnn import StdCNN
 from .vgg import VGG16
 
-__all__ = ["build_model", "model_names", "count_parameters", "Normalize", "DATASETS",
+__all__ = ["build_model", "model_names", "register_model", "count_parameters", "Normalize", "DATASETS",
            "StdCNN", "GCNN", "LeNet", "MadryNet", "WongNet", "ResNet18", "VGG16"]
 
 
@@ -73,6 +81,32 @@ _REGISTRY: dict[str, tuple[tuple[str, ...], Callable[..., nn.Module]]] = {
     "resnet18": (("cifar10",), _resnet18),
     "vgg16": (("cifar10",), _vgg16),
 }
+
+
+def register_model(name: str, datasets, builder: Callable[..., nn.Module]) -> None:
+    """Register ``builder(dataset, **options)`` as model ``name`` for ``datasets``."""
+    if not isinstance(name, str) or not name:
+        raise InvrobError(f"a model name must be a non-empty string, got {name!r}")
+    datasets = (datasets,) if isinstance(datasets, str) else tuple(datasets)
+    for dataset in datasets:
+        check_choice(dataset, DATASETS, "dataset")
+    if not callable(builder):
+        raise InvrobError(f"model {name!r}: the builder {builder!r} is not callable")
+    if name in _REGISTRY and _REGISTRY[name] != (datasets, builder):
+        raise InvrobError(f"model name {name!r} is taken")
+    _REGISTRY[name] = (datasets, builder)
+
+
+def _discover() -> None:
+    """Register the ``MODELS`` of every module of this package (a new model is one file)."""
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            for name, (datasets, builder) in getattr(module, "MODELS", {}).items():
+                register_model(name, datasets, builder)
+
+
+_discover()
 
 
 def model_names(dataset: str | None = None) -> list[str]:

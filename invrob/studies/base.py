@@ -31,7 +31,7 @@ from ..stats import VERDICTS
 from .options import collecting, using
 from .rules import ALPHA
 
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "gpu", "paper")
 PHIS = list(range(0, 181, 15))  # test-time rotation ranges φ (degrees) of the cpu and paper profiles
 NOT_RUN = "not run"  # a fourth outcome: the models a claim needs were not trained at this profile
 OUTCOMES = (*VERDICTS, NOT_RUN)

@@ -8,11 +8,17 @@ slope over the whole grid, over seeds (and test points where a table has them):
 
 (a) rotation augmentation improves invariance; (b) … but not ℓ∞ robustness, which
 drops on MNIST; (c) the distance to the decision boundary shrinks as θ grows.
+
+The tables the two chapters show and their closing text are built here too
+(:func:`grid_table`, :func:`final_epochs`, :func:`pgd_overstatement`, :func:`closing`,
+:func:`distance_tables`, :func:`norm_panels`, :func:`grid_ends`: methods of the study),
+so that the notebooks only call the study and display what it returns.
 """
 from __future__ import annotations
 
 from .. import gates
 from .base import PHIS, Claim, Study, Table
+from .render import findings
 from .rules import autoattack_of, change_over_grid, combine, ends, label, models_in
 
 ALL_THETAS = [0, 30, 60, 90, 120, 150, 180]
@@ -43,6 +49,20 @@ SETTINGS = {
                 eps_grid={"stdcnn": [0.0, 0.05, 0.1], "gcnn_p4": [0.0, 0.02, 0.05]},
                 pgd_steps=20, attack_size=100, **AA,
                 distance_size=100, distance_steps=20, bisection_steps=8, cifar=False,
+                cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None,
+                cifar_eps_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]),
+    # gpu (one GPU, each chapter ≤ 1 h; invrob.budget estimates it): the cpu recipe (one-cycle Adam)
+    # on all 60k images with the paper's θ grid for StdCNN, the p4 GCNN at width 16 (98.1% clean
+    # after 3 epochs here, ../shared/README.md) for 5 epochs over θ ∈ [0, 45]° (it is exactly
+    # invariant to 90° turns, so larger θ folds back), 500 attacked points (AutoAttack on the GCNNs is
+    # the chapter's largest cost). CIFAR-10 stays paper's.
+    "gpu": dict(models=["stdcnn", "gcnn_p4"], thetas={"stdcnn": ALL_THETAS, "gcnn_p4": [0, 15, 30, 45]},
+                seeds=[0, 1, 2, 3, 4], widths={"stdcnn": 16, "gcnn_p4": 16}, train_size=None,
+                epochs={"stdcnn": 5, "gcnn_p4": 5}, batch_size=128, optimizer="adam", lr=3e-3,
+                weight_decay=0.0, lr_schedule="onecycle", test_size=None, gate_size=None, phis=PHIS,
+                eps_grid={"stdcnn": [0.0, 0.05, 0.1], "gcnn_p4": [0.0, 0.02, 0.05]},
+                pgd_steps=20, attack_size=500, **AA,
+                distance_size=1000, distance_steps=20, bisection_steps=8, cifar=False,
                 cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None,
                 cifar_eps_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]),
     "paper": dict(models=["stdcnn", "gcnn_p4"], thetas={"stdcnn": ALL_THETAS, "gcnn_p4": [0, 10, 20, 30, 45, 90]},
@@ -202,6 +222,116 @@ CLAIMS = (
 )
 
 
+# ------------------------------------------------------------ the chapters' tables and closing text
+
+DIGITS = {"linf": 3, "l2": 2}  # decimals of a distance: ℓ∞ distances are ~0.05, ℓ2 ~1
+
+
+def grid_table(settings):
+    """Notebook 01's model table: per model family (rows, display names), its width ("default"
+    where the profile sets none), parameter count on MNIST, training epochs and θ grid (degrees)."""
+    import pandas as pd
+
+    from ..models import build_model, count_parameters
+
+    S = settings
+    return pd.DataFrame([{"model": label(m),
+                          "width": per_model(S.widths, m) or "default",
+                          "parameters": count_parameters(build_model(m, "mnist", width=per_model(S.widths, m))),
+                          "epochs": per_model(S.epochs, m),
+                          "θ grid (°)": ", ".join(f"{t:g}" for t in per_model(S.thetas, m))}
+                         for m in S.models]).set_index("model")
+
+
+def final_epochs(history):
+    """Notebook 01's training table: each model's training accuracy in its final epoch, mean over
+    seeds, per θ (rows, "θ (°)") and model family (columns), to 3 decimals; "—" where a family
+    has no model at that θ (:func:`invrob.experiments.final_accuracy`)."""
+    from ..experiments import final_accuracy
+
+    table = final_accuracy(history, "theta").rename(index="{:g}".format, columns=label)
+    return table.rename_axis(index="θ (°)", columns=None).round(3).astype(object).fillna("—")
+
+
+def pgd_overstatement(robustness, pgd):
+    """How much PGD overstates robust accuracy, per model family and ε > 0: PGD's accuracy minus
+    AutoAttack's on the same points (:func:`invrob.experiments.pgd_overstatement`), its mean over
+    θ and seeds and its largest single value, to 3 decimals."""
+    from ..experiments import pgd_overstatement as overstated
+
+    rows = overstated(robustness, pgd)
+    return (rows.assign(model=rows["model"].map(label))
+            .groupby(["model", "eps"])["overstated"].agg(["mean", "max"])
+            .rename(index="{:g}".format, level=1)
+            .rename_axis(index=["model", "ε"])
+            .rename(columns={"mean": "PGD − AutoAttack, mean", "max": "largest"}).round(3))
+
+
+def closing(found, robustness, pgd, settings, profile: str) -> str:
+    """Notebook 01's closing Markdown: the claim rows ``found`` (:func:`~invrob.studies.render.findings`),
+    then per model and ε > 0 the robust accuracy among the correctly classified points at each θ
+    (``conditional``, mean over seeds), then the largest amount by which PGD overstates robust
+    accuracy against AutoAttack (:func:`invrob.experiments.pgd_overstatement`)."""
+    from ..experiments import pgd_overstatement as overstated
+
+    S = settings
+    cond = robustness[robustness["eps"] > 0].groupby(["model", "eps", "theta"])["conditional"].mean()
+    lines = [f"- **{label(m)}** at ε = {e:g}: "
+             + ", ".join(f"θ = {t:g}° {cond[m, e, t]:.1%}" for t in cond[m, e].index)
+             for m in S.models for e in cond[m].index.get_level_values(0).unique()]
+    worst = overstated(robustness, pgd)["overstated"].max()
+    return (findings(found, profile)
+            + "\n\nRobust accuracy among the correctly classified points (mean over seeds):\n\n"
+            + "\n".join(lines) + "\n\n"
+            + f"PGD-{S.pgd_steps} overstates robust accuracy by up to {worst:.1%} "
+              "against AutoAttack on the same points; every number above is AutoAttack's.")
+
+
+def with_ci(rows, stat: str, digits: int) -> list[str]:
+    """Per row, ``"estimate [low, high]"`` of ``stat`` and its ``{stat}_low`` / ``{stat}_high``
+    columns, at ``digits`` decimals."""
+    return [f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" for v, lo, hi in
+            zip(rows[stat], rows[f"{stat}_low"], rows[f"{stat}_high"])]
+
+
+def distance_tables(summary) -> list[str]:
+    """Notebook 02's tables, one Markdown table per norm (in the summary's order) with a bold
+    title: per model and θ the points measured, those never fooled, and the mean and median
+    distance with their 95% intervals (:func:`with_ci`; decimals per norm: :data:`DIGITS`).
+    ``summary``: :func:`invrob.experiments.summarize_distances`'s rows."""
+    import pandas as pd
+
+    from ..plots import norm_label
+
+    out = []
+    for norm, rows in summary.groupby("norm", sort=False):
+        d = DIGITS.get(norm, 3)
+        table = pd.DataFrame({"model": rows["model"].map(label),
+                              "θ": [f"{t:g}°" for t in rows["theta"]],
+                              "measured": rows["n"], "never fooled": rows["n_unbroken"],
+                              "mean [95% CI]": with_ci(rows, "mean", d),
+                              "median [95% CI]": with_ci(rows, "median", d)})
+        out.append(f"**{norm_label(norm)} distance to the decision boundary** (pixel scale)\n\n"
+                   + table.to_markdown(index=False, colalign=["left"] * 6))
+    return out
+
+
+def norm_panels(summary):
+    """The distance summary with each norm written as its figure panel's title ("ℓ∞ distance")."""
+    from ..plots import norm_label
+
+    return summary.assign(norm=[f"{norm_label(n)} distance" for n in summary["norm"]])
+
+
+def grid_ends(distances, norm: str = "linf"):
+    """The ``norm`` distances of each model's smallest and largest θ (notebook 02's histograms)."""
+    import pandas as pd
+
+    chosen = pd.concat([rows[rows["theta"].isin([rows["theta"].min(), rows["theta"].max()])]
+                        for _, rows in distances.groupby("model", sort=False)])
+    return chosen[chosen["norm"] == norm]
+
+
 class InvarianceStudy(Study):
     name = "invariance"
     title = "Invariance → robustness"
@@ -217,6 +347,14 @@ class InvarianceStudy(Study):
     informative_eps = staticmethod(informative_eps)
     attack = staticmethod(autoattack_of)
     per_model = staticmethod(per_model)
+    # the chapters' tables and closing text
+    grid_table = staticmethod(grid_table)
+    final_epochs = staticmethod(final_epochs)
+    pgd_overstatement = staticmethod(pgd_overstatement)
+    closing = staticmethod(closing)
+    distance_tables = staticmethod(distance_tables)
+    norm_panels = staticmethod(norm_panels)
+    grid_ends = staticmethod(grid_ends)
 
 
 STUDY = InvarianceStudy()

@@ -31,6 +31,7 @@ clean accuracy.
 from __future__ import annotations
 
 from .. import gates
+from . import tradeoff_tables
 from .base import NOT_RUN, POST_HOC, Claim, Rule, Study, Table
 from .options import note_margin, option
 from .rules import (ALPHA, PROGRESSIVE_RULE, autoattack_of, bootstrap_change, change_over_grid, change_test, combine,
@@ -112,6 +113,15 @@ SETTINGS = {
                 eps_attack=0.1, aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, aa_steps=None, worst_k=10,
                 phi=180,
                 grid_angles=31, grid_shifts=5, rotation_grid=73, **_MNIST, **_NO_CIFAR),
+    # gpu: chapter 03's gpu recipe (20 epochs, so its natural and adversarial models are reused), every
+    # recipe: CuSP's stages at 20 epochs start at epochs 0, 12 and 15 (each ≥ 3 epochs), on the same
+    # budget (epochs, PGD steps) as the fixed recipes.
+    "gpu": dict(models=["wong"], seeds=[0, 1, 2, 3, 4], recipes=list(RECIPES), final_eps=0.3,
+                train_size=None, epochs=20, batch_size=128, optimizer="adam", lr=5e-3, weight_decay=0.0,
+                lr_schedule="onecycle", attack_steps=5, eps_warmup_epochs=8, test_size=None, gate_size=None,
+                spatial_size=1000, attack_size=1000, eps_attack=0.1, aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3,
+                aa_steps=None, worst_k=10, phi=180, grid_angles=31, grid_shifts=5, rotation_grid=73, **_MNIST,
+                **_NO_CIFAR),
     "paper": dict(models=["lenet", "gcnn_p4"], seeds=[0, 1, 2, 3, 4], recipes=list(RECIPES), final_eps=0.3,
                   train_size=None, epochs=30, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
                   lr_schedule="cosine", attack_steps=40, eps_warmup_epochs=5, test_size=None, gate_size=None, spatial_size=1000, attack_size=1000,
@@ -640,6 +650,20 @@ class TradeoffStudy(Study):
     joint_attack = staticmethod(joint_attack)
     accuracy_table = staticmethod(accuracy_table)
     per_recipe = staticmethod(per_recipe)
+    # the chapter's pipeline steps and tables (invrob.studies.tradeoff_tables)
+    train = tradeoff_tables.train
+    run_part = tradeoff_tables.run_part
+    join_parts = staticmethod(tradeoff_tables.join_parts)
+    final_epochs = staticmethod(tradeoff_tables.final_epochs)
+    toy_table = staticmethod(tradeoff_tables.toy_table)
+
+    def recipe_means(self, accuracy):
+        """Per recipe, the mean over seeds of every measurement, headed by :data:`LABELS`."""
+        return tradeoff_tables.recipe_means(accuracy, LABELS)
+
+    def fixed_recipes(self, settings, dataset: str = "mnist") -> list[str]:
+        """The recipes of ``dataset``'s part but CuSP: the fixed ones whose front CuSP is compared with."""
+        return [r for r in part(settings, dataset).recipes if r != CURRICULUM]
 
 
 STUDY = TradeoffStudy()
