@@ -242,6 +242,27 @@ def final_accuracy(history: pd.DataFrame, level: str) -> pd.DataFrame:
     return final.pivot_table(index=level, columns="model", values="train_acc")
 
 
+def parameter_counts(grid: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """How many trainable parameters each model has: ``grid`` maps a dataset to model names.
+
+    One row per dataset × model (in ``grid``'s order), indexed by ``(dataset, model)``, with
+    the column ``parameters`` (:func:`invrob.models.count_parameters` of the model as built
+    for that dataset, default width).
+    """
+    from .models import build_model, count_parameters
+
+    rows = [{"dataset": dataset, "model": name, "parameters": count_parameters(build_model(name, dataset))}
+            for dataset, names in grid.items() for name in names]
+    return pd.DataFrame(rows, columns=["dataset", "model", "parameters"]).set_index(["dataset", "model"])
+
+
+def accuracy_per_phi(rotated: pd.DataFrame) -> pd.DataFrame:
+    """:func:`invrob.rotations.rotated_accuracy`'s rows as one row: ``accuracy`` (index) against the
+    test rotation range φ (columns, named ``φ (°)``, as ``{:g}`` text), to 3 decimals."""
+    table = rotated.assign(phi=[f"{p:g}" for p in rotated["theta"]]).set_index("phi")
+    return table[["accuracy"]].T.rename_axis(columns="φ (°)").round(3)
+
+
 SEARCH_RANGE = {"linf": 0.5, "l2": 10.0}  # bisection brackets; farther points count as unbroken
 
 

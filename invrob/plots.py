@@ -135,6 +135,13 @@ def line_panels(frame: pd.DataFrame, x: str, y: str, hue: str, panel: str = "mod
     return fig
 
 
+def title_panels(fig: plt.Figure, titles: Sequence[str]) -> None:
+    """Title a figure's panels in order (e.g. :func:`line_panels`' panels of a level that is not a
+    model family, such as training ε): ``titles[i]`` over the i-th panel."""
+    for ax, text in zip(fig.axes, titles):
+        ax.set_title(text)
+
+
 def capacity(table: pd.DataFrame) -> plt.Figure:
     """Chapter 03's capacity point: clean and AutoAttack accuracy against the net's width
     (``Study.capacity``'s table; line: mean over seeds, band: their min–max)."""
@@ -290,7 +297,9 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
     value of the signed images; ``"each"`` puts every image on its own scale (± its
     largest absolute value), for images whose overall scale carries no meaning. A colour
     bar labelled ``colorbar_label`` goes with them. Other images are drawn in [0, 1].
-    ``row_labels`` label the rows on the left; ``cell``: inches per image.
+    ``titles``: one per image, or fewer (the images past the last title have none; e.g.
+    the first row titled only). ``row_labels`` label the rows on the left; ``cell``:
+    inches per image.
     """
     images = images.detach().cpu()
     n = len(images)
@@ -326,7 +335,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
                                  vmin=-1 if each else -bound, vmax=1 if each else bound)
         else:
             ax.imshow(image.clip(0, 1), cmap=cmap if image.ndim == 2 else None, vmin=0, vmax=1)
-        if titles is not None and titles[k]:
+        if titles is not None and k < len(titles) and titles[k]:
             ax.set_title(titles[k], fontsize=10)
     if row_labels:
         for r, label in enumerate(row_labels[:nrows]):
@@ -343,6 +352,29 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+def value_titles(values, fmt: str = "{:g}") -> list[str]:
+    """One image title per value (a tensor, array or list), formatted by ``fmt``: e.g.
+    ``value_titles(angles, "{:g}°")`` for images rotated by ``angles`` degrees."""
+    return [fmt.format(v) for v in _as_list(values)]
+
+
+def class_titles(labels, dataset: str = "cifar10") -> list[str]:
+    """One image title per label: the class names of ``dataset`` (``invrob.data``)."""
+    from .data import CIFAR10_CLASSES, MNIST_CLASSES
+
+    names = {"mnist": MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}[dataset]
+    return [names[int(c)] for c in _as_list(labels)]
+
+
+def prediction_titles(labels, predicted) -> list[str]:
+    """One image title per image: ``"true → predicted"`` (e.g. ``"7 → 3"`` for a 7 taken for a 3)."""
+    return [f"{t} → {p}" for t, p in zip(_as_list(labels), _as_list(predicted))]
+
+
+def _as_list(values) -> list:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 def histograms(frame: pd.DataFrame, value: str, hue: str, panel: str = "model", hue_values=None,

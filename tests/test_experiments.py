@@ -135,3 +135,23 @@ def test_attack_accuracy_table_and_recipes_sharing_tags():
     both = pd.concat([points.assign(recipe="natural"), points.assign(recipe="worst-of-k")])
     summary = ex.summarize_points(both)
     assert len(summary) == 4 and set(summary["recipe"]) == {"natural", "worst-of-k"}
+
+
+def test_parameter_counts_one_row_per_dataset_and_model_in_grid_order():
+    from invrob.models import build_model, count_parameters
+
+    table = ex.parameter_counts({"mnist": ["lenet", "stdcnn"], "cifar10": ["stdcnn"]})
+    assert table.index.names == ["dataset", "model"] and list(table.columns) == ["parameters"]
+    assert list(table.index) == [("mnist", "lenet"), ("mnist", "stdcnn"), ("cifar10", "stdcnn")]
+    assert table.loc[("cifar10", "stdcnn"), "parameters"] == count_parameters(build_model("stdcnn", "cifar10"))
+    assert table.loc[("mnist", "lenet"), "parameters"] == count_parameters(build_model("lenet", "mnist"))
+    assert (table.loc[("mnist", "stdcnn"), "parameters"]
+            != table.loc[("cifar10", "stdcnn"), "parameters"])  # one colour channel vs three
+
+
+def test_accuracy_per_phi_is_one_row_against_phi():
+    rotated = pd.DataFrame({"theta": [0.0, 22.5, 180.0], "accuracy": [0.98765, 0.5, 0.1234], "n": 100})
+    table = ex.accuracy_per_phi(rotated)
+    assert list(table.index) == ["accuracy"] and table.columns.name == "φ (°)"
+    assert list(table.columns) == ["0", "22.5", "180"]
+    assert table.loc["accuracy"].tolist() == [0.988, 0.5, 0.123]

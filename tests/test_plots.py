@@ -94,6 +94,29 @@ def test_image_grid_bound_each_and_bad_flags():
         plots.image_grid(components, symmetric=[True] * 3)
 
 
+def test_image_titles_from_values_classes_and_predictions():
+    assert plots.value_titles(torch.tensor([0.0, 22.5, -60.0]), "{:g}°") == ["0°", "22.5°", "-60°"]
+    assert plots.value_titles([0.1, 2]) == ["0.1", "2"]
+    assert plots.class_titles(torch.tensor([0, 9, 3])) == ["airplane", "truck", "cat"]
+    assert plots.class_titles([7], "mnist") == ["7"]
+    assert plots.prediction_titles(torch.tensor([7, 1]), torch.tensor([3, 1])) == ["7 → 3", "1 → 1"]
+
+
+def test_image_grid_with_fewer_titles_than_images_titles_the_first():
+    fig = plots.image_grid(torch.rand(8, 1, 28, 28), titles=["a", "", "c"], ncols=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titles == ["a", "", "c", "", "", "", "", ""]
+
+
+def test_title_panels_titles_each_panel_in_order():
+    frame = pd.DataFrame({"eps": [0.0, 0.0, 0.3, 0.3], "k": [1, 5, 1, 5], "cos": [0.1, 0.2, 0.3, 0.4], "seed": 0,
+                          "what": "a"})
+    fig = plots.line_panels(frame, x="k", y="cos", hue="what", panel="eps")
+    assert [ax.get_title() for ax in fig.axes] == ["0.0", "0.3"]
+    plots.title_panels(fig, ["at ε = 0", "at ε = 0.3"])
+    assert [ax.get_title() for ax in fig.axes] == ["at ε = 0", "at ε = 0.3"]
+
+
 def test_line_panels_name_the_seed_band_and_fit_the_page():
     frame = robustness()
     fig = plots.line_panels(frame[frame.eps > 0], x="theta", y="accuracy", hue="eps",

@@ -22,7 +22,7 @@ from invrob.errors import InvrobError
 from invrob.experiments import summarize_points
 
 TAGS = ("model", "dataset", "theta", "eps_train", "seed")
-from invrob.studies import adversarial, invariance
+from invrob.studies import adversarial, adversarial_tables, invariance
 from invrob.studies.adversarial import COSINE_MARGIN, GAP_MARGIN
 from test_tradeoff import accuracy as tradeoff_accuracy  # the trade-off study's hand-made table
 from invrob.studies.render import bottom_line, markdown_table
@@ -365,7 +365,7 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
         (tmp_path / study.table(name).notebook).mkdir(exist_ok=True)
         study.save(name, frame, tmp_path / study.table(name).notebook)
     page = notebook_cells("06_verdict")
-    assert len(page) == 6 and "read_tables" in page[0] and "bottom_line" in page[1] and "show_gates" in page[5]
+    assert len(page) == 6 and "read_all" in page[0] and "claim_sections" in page[1] and "gate_sections" in page[5]
     assert "rule_history" in page[2] and "per_phi" in page[3] and "power" in page[4]
     namespace = dict(profile="cpu", results_root=str(tmp_path))
     text = "\n".join(run_cell(cell, namespace) for cell in page)
@@ -1287,3 +1287,195 @@ def test_adversarial_closing_gives_the_gap_at_both_ends_of_the_eps_grid():
         assert (f"- **Wong net**, φ = {phi}°: invariance gap {a:.1%} at ε = 0 vs {b:.1%} at ε = 0.1 "
                 f"(change {b - a:+.1%}).") in text
     assert text.endswith("\n\nPGD-5 overstates robust accuracy by up to 5.0% against AutoAttack on these models.")
+
+
+# ---------------------------------------------------------------------- chapter 04's tables (adversarial_tables)
+def test_cosine_summary_lists_every_comparison_in_order_with_its_kind_and_mean_per_k():
+    geo = pd.concat([subspace_cosines(ks=(1, 5), seeds=(0,), eps_train=(0.0,)),
+                     subspace_cosines(ks=(1, 5), seeds=(1,), eps_train=(0.1,)).assign(mean_cosine=0.5)],
+                    ignore_index=True)
+    geo = geo[geo["comparison"] != "random vs random"]  # a comparison a run lacks: a row of blanks
+    means = adversarial_tables.cosine_means(geo)
+    assert list(means.index) == list(adversarial_tables.COMPARISON_KINDS) and list(means.columns) == [1, 5]
+    assert means.loc["adversarial vs rotation"].tolist() == pytest.approx([0.40, 0.40])  # (0.30 + 0.50) / 2
+    assert means.loc["adversarial vs adversarial", 5] == pytest.approx(0.675)
+    assert means.loc["random vs random"].isna().all()
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in ADV.cosine_summary(geo).splitlines()]
+    assert cells[0] == ["subspaces", "kind", "k = 1", "k = 5"] and len(cells) == 2 + 8
+    assert cells[2] == ["adversarial vs rotation", "the paper's statistic", "0.400", "0.400"]
+    assert cells[4] == ["translation vs rotation", "data-matched null", "0.475", "0.475"]  # (0.45 + 0.50) / 2
+    assert cells[8] == ["random vs random", "weak baseline", "nan", "nan"]
+    assert cells[9] == ["adversarial vs adversarial", "positive control", "0.675", "0.675"]
+
+
+def test_shown_comparisons_at_the_ends_and_at_one_k():
+    from types import SimpleNamespace
+
+    geo = subspace_cosines(ks=(1, 5, 10), seeds=(0,), eps_train=(0.0, 0.1, 0.3), model="wong")
+    shown = ADV.shown_comparisons(geo)
+    assert list(dict.fromkeys(shown["comparison"])) == [
+        "adversarial vs rotation (the claim)", "translations vs rotation (null)", "image PCA vs rotation (null)",
+        "random on digit pixels vs rotation", "random vs random (ℝ⁷⁸⁴)", "adversarial vs adversarial (control)"]
+    assert len(shown) == 6 * 3 * 3 and set(shown["mean_cosine"]) == {COMPARISONS[c] for c in COMPARISONS
+                                                                     if "removed" not in c}
+    S = SimpleNamespace(models=["wong"], eps_train=[0.3, 0.0, 0.1], pca_k=[1, 5, 10])
+    ends, titles = ADV.cosines_at_ends(shown, S)
+    assert list(dict.fromkeys(ends["eps_train"])) == [0.0, 0.3] and len(ends) == 6 * 3 * 2
+    assert titles == ["Wong net, training ε = 0", "Wong net, training ε = 0.3"]
+    _, titles = ADV.cosines_at_ends(shown.iloc[::-1], S)  # in the rows' order, as line_panels orders panels
+    assert titles == ["Wong net, training ε = 0.3", "Wong net, training ε = 0"]
+    rows, k = ADV.cosines_at_k(shown, S)
+    assert k == 10 and set(rows["k"]) == {10} and len(rows) == 6 * 3
+    rows, k = ADV.cosines_at_k(shown, SimpleNamespace(pca_k=[1, 5]))
+    assert k == 5 and set(rows["k"]) == {5}
+
+
+def test_principal_components_rows_are_rotations_then_each_end_of_the_eps_grid():
+    from types import SimpleNamespace
+
+    import torch
+
+    from invrob import experiments as ex
+    from invrob.metrics import top_components
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 1, 8, 8, generator=gen), torch.arange(12) % 10
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    trained = [(SimpleNamespace(seed=s, eps=e), net(10 * s + i)) for s in (0, 1)
+               for i, e in enumerate((0.0, 0.05, 0.1))]
+    S = SimpleNamespace(seeds=[0, 1], eps_train=[0.0, 0.05, 0.1], eps_attack=0.1, pgd_steps=2, small_angles=[-3, 3])
+    images, titles, rows = ADV.principal_components(trained, x, y, S)
+    assert rows == ["small\nrotations", "adversarial,\ntraining\nε = 0", "adversarial,\ntraining\nε = 0.1"]
+    assert titles == [f"PC{i}" for i in range(1, 9)]
+    assert images.shape == (3 * 8, 1, 8, 8)
+    _, rot = ex.perturbations(trained[0][1], x, y, eps=0.1, steps=2, small_angles=[-3, 3])
+    assert np.allclose(images[:8].flatten(1).numpy(), top_components(rot.numpy(), 8)[0])
+    adv, _ = ex.perturbations(trained[2][1], x, y, eps=0.1, steps=2, small_angles=[1])  # seed 0, ε = 0.1
+    assert np.allclose(images[16:].flatten(1).numpy(), top_components(adv.numpy(), 8)[0])
+
+
+def test_null_means_average_models_per_training_eps_adversarial_first():
+    nulls = pd.DataFrame([dict(model=m, eps_train=e, perturbation=p, mean=v + (0.1 if m == "b" else 0.0), n=10)
+                          for m in ("a", "b") for e in (0.0, 0.1)
+                          for p, v in (("adversarial", 0.3), ("matched_support", 0.2), ("random_sign", 0.1))])
+    table = ADV.null_means(nulls)
+    assert table.index.name == "training ε" and table.columns.name == "mean |cos(·, t)|"
+    assert list(table.index) == ["0", "0.1"] and list(table.columns) == ["δ_adv", "matched null", "whole-ball corner"]
+    assert table.loc["0.1"].tolist() == pytest.approx([0.35, 0.25, 0.15])
+
+
+def test_directional_means_and_the_closing_ratio():
+    frame = pd.DataFrame([{**tags("wong", eps_train=e, seed=s), "point": i, "along_tangent": t * (i + 1),
+                           "along_random": 2.0 * (i + 1), "gradient_norm": 1.0}
+                          for e, t in ((0.0, 1.0), (0.1, 0.5)) for s in (0, 1) for i in range(2)])
+    means = ADV.directional_means(frame)
+    assert list(means.columns) == ["model", "eps_train", "seed", "direction", "derivative"]
+    assert len(means) == 2 * 2 * 2 and set(means["direction"]) == {"rotation tangent t̂(x)", "random direction"}
+    at = means.set_index(["eps_train", "seed", "direction"])["derivative"]
+    assert at[0.1, 1, "rotation tangent t̂(x)"] == pytest.approx(0.75) and at[0.0, 0, "random direction"] == 3.0
+    found = pd.DataFrame([dict(claim="A claim", paper="p", measured="m", rule="r", verdict="agree")])
+    text = ADV.geometry_closing(found, frame, "smoke")
+    assert text == (studies.findings(found, "smoke") + "\n\nThe loss's derivative along the rotation tangent, "
+                    "relative to a random direction on the same pixels: 0.50× at training ε = 0, "
+                    "0.25× at training ε = 0.1.")
+
+
+def test_per_phi_and_nulls_are_the_verdict_pages_two_tables(tables):
+    t = {"invariance": gap_table(growth=0.5, model="wong"), "tangent_cosines": tables["tangents"]}
+    text = ADV.per_phi_and_nulls(t)
+    per_phi, nulls = text.split("\n\n**Nulls for orthogonality.**\n\n")
+    assert per_phi == "**Per φ, the ICLR row.**\n\n" + studies.scorecard.markdown(ADV.per_phi(t).round(4), index=False)
+    assert nulls == studies.scorecard.markdown(ADV.nulls(t).round(4), index=False)
+    assert nulls.splitlines()[0] == "| model | eps_train | perturbation | mean | n |"
+    assert len(nulls.splitlines()) == 2 + 3 * 4  # three training ε × the adversarial one and three nulls
+
+
+# ---------------------------------------------------------------------- the verdict page (scorecard)
+class FakeStudy:
+    """A study with hand-made rows: what the page's functions ask of a study, and no more."""
+
+    def __init__(self, name, heading, verdicts):
+        self.name, self.heading, self.verdicts = name, heading, verdicts
+
+    def read_tables(self, root):
+        return {"root": str(root), "models": pd.DataFrame({"family": [self.name]})}
+
+    def _rows(self, tables, **columns):
+        assert tables["root"] == "results/x"  # each study gets its own tables
+        return pd.DataFrame([dict(study=self.name, claim=f"{self.name} {i}", **columns, verdict=v)
+                             for i, v in enumerate(self.verdicts)])
+
+    def claims(self, tables):
+        return self._rows(tables, paper="p", measured="m", rule="r")
+
+    def rule_history(self, tables):
+        return self._rows(tables, rule="r")
+
+    def sensitivity(self, tables):
+        return pd.concat([self._rows(tables, factor=f) for f in (0.5, 1.0, 2.0)], ignore_index=True)
+
+    def power(self, tables):
+        return self._rows(tables, estimate=0.1, se=0.05, mde=0.2, seeds_needed=12.0, margin=0.05)
+
+    def show_gates(self, models):
+        return f"gates of {models['family'].iloc[0]}"
+
+
+@pytest.fixture
+def fake_studies(monkeypatch):
+    fakes = [FakeStudy("a", "A (notebook 01)", ["agree", "disagree"]), FakeStudy("b", "B (notebook 02)", ["agree"])]
+    monkeypatch.setattr(studies, "all_studies", lambda: fakes)
+    return fakes
+
+
+def test_scorecard_gathers_every_studys_rows_on_its_own_tables(fake_studies):
+    sc = studies.scorecard
+    tables = sc.read_all("results/x")
+    assert list(tables) == ["a", "b"] and tables["b"]["root"] == "results/x"
+    rows = sc.claims(tables)
+    assert rows["claim"].tolist() == ["a 0", "a 1", "b 0"] and list(rows.index) == [0, 1, 2]
+    assert rows["verdict"].tolist() == ["agree", "disagree", "agree"]
+    assert sc.rule_history(tables)["study"].tolist() == ["a", "a", "b"]
+    assert len(sc.sensitivity(tables)) == 9 and list(sc.sensitivity(tables).index) == list(range(9))
+    assert sc.power(tables)["claim"].tolist() == ["a 0", "a 1", "b 0"]
+
+
+def test_scorecard_sections_per_study(fake_studies):
+    sc = studies.scorecard
+    rows = sc.claims(sc.read_all("results/x")).assign(key=["k1", "k1", "k2"], kind="paper", versions="ICLR 2020")
+    summary = sc.summary(rows, "smoke")
+    assert summary.startswith("## Scorecard: distinct claims\n\n" + sc.markdown(sc.counts(rows)) + "\n\n")
+    assert ("Of the paper's 2 distinct claims tested at the smoke profile: 1 agree, 1 disagree." in summary)
+    assert summary.endswith(sc.fold("Which rows test which distinct claim",
+                                    sc.markdown(sc.distinct(rows), index=False)))
+    sections = sc.claim_sections(rows, "smoke")
+    assert len(sections) == 4 and sections[0] == "## Every claim row"
+    assert sections[1].startswith("### A (notebook 01)\n\n| claim | paper | measured | verdict |\n|---|---|---|---|\n"
+                                  "| a 0 | p | m | **agree** |\n| a 1 | p | m | **disagree** |\n\n<details>")
+    assert "| b 0 | p | m | **agree** |" in sections[2] and "a 0" not in sections[2]
+    assert "| claim | rule | verdict |" in sections[2]
+    assert studies.STATS_RULE in sections[3] and studies.GATE_RULE in sections[3]
+    assert sections[3].endswith("**Claim rows.** 2 of 3 claim rows agree, 1 disagrees, 0 are inconclusive at the "
+                                "smoke profile.")
+    assert sc.gate_sections(sc.read_all("results/x")) == ["### A (notebook 01)\n\ngates of a",
+                                                          "### B (notebook 02)\n\ngates of b"]
+
+
+def test_scorecard_margins_and_power(fake_studies):
+    sc = studies.scorecard
+    sensitivity = pd.DataFrame([dict(claim=c, factor=f, verdict=v) for c, vs in
+                                (("second", ("agree", "agree", "inconclusive")), ("first", ("disagree",) * 3))
+                                for f, v in zip((0.5, 1.0, 2.0), vs)])
+    table = sc.by_margin(sensitivity)
+    assert list(table.index) == ["second", "first"] and list(table.columns) == ["0.5×", "1×", "2×"]
+    assert table.loc["second"].tolist() == ["agree", "agree", "inconclusive"]
+    power = sc.power(sc.read_all("results/x")).assign(estimate=0.123456)
+    text = sc.margins_and_power(sensitivity, power)
+    assert text.startswith("**Verdict by margin (× the rule's margin).**\n\n"
+                           "| claim | 0.5× | 1× | 2× |\n|---|---|---|---|\n"
+                           "| second | agree | agree | inconclusive |\n| first | disagree | disagree | disagree |\n\n")
+    assert "<summary>Power of every comparison the rules make</summary>" in text
+    assert "| a 0 | 0.1235 | 0.05 | 0.2 | 12 | 0.05 | agree |" in text

@@ -12,12 +12,19 @@ one ``_toc.yml`` line. Studies are listed in the order of their first notebook.
 
 :mod:`invrob.studies.scorecard` counts the claim rows of every study as distinct claims (the verdict page).
 
+A study that outgrows one file keeps its module as the home (settings, tables, the Study object)
+and puts its parts beside it: ``<study>_recipes`` / ``<study>_sources`` (which models),
+``<study>_measures`` (what computes its tables), ``<study>_claims`` (its claims and their rules),
+``<study>_tables`` (summaries the notebooks show). The shared pieces: :mod:`~invrob.studies.base`
+(the contract: Study, Table, Rule, Claim), :mod:`~invrob.studies.options` (rule options and
+evidence), :mod:`~invrob.studies.rules` (the statistical rule helpers), :mod:`~invrob.studies.render`.
+
 Typical use::
 
     study = studies.get("adversarial")
     configs = study.configs(profiles.settings("adversarial", "cpu"))
     study.claims({"invariance": study.add_gap(table)})       # a chapter's closing cell
-    pd.concat(s.claims(s.read_tables(root)) for s in studies.all_studies())  # the verdict page
+    scorecard.claims(scorecard.read_all(root))               # the verdict page: every study
 """
 from __future__ import annotations
 

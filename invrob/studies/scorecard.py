@@ -13,12 +13,17 @@ counts each distinct claim once, from its rows:
 - paper claims are counted once per version of the paper that makes them (ICLR 2020, arXiv v1,
   NeurIPS 2021); mechanisms, our own claims and external results are counted apart.
 
-This module only reads claim rows (``verdict.csv``'s columns); it computes no verdict.
+This module only reads claim rows (``verdict.csv``'s columns); it computes no verdict. The
+page's other functions gather every study's tables and rows (:func:`read_all`, :func:`claims`,
+:func:`rule_history`, :func:`sensitivity`, :func:`power`: each study's own, in the order of
+:func:`~invrob.studies.all_studies`) and lay out its sections (:func:`summary`,
+:func:`claim_sections`, :func:`margins_and_power`, :func:`gate_sections`).
 """
 from __future__ import annotations
 
-from .base import KINDS, NOT_RUN, OUTCOMES, POST_HOC
-from .rules import combine
+from .base import GATE_RULE, KINDS, MODELS, NOT_RUN, OUTCOMES, POST_HOC
+from .render import bottom_line, markdown_table
+from .rules import COMBINE_RULE, PROGRESSIVE_RULE, STATS_RULE, combine
 
 VERSIONS = ("ICLR 2020", "arXiv v1", "NeurIPS 2021")
 KIND_TITLES = {"mechanism": "mechanisms the paper offers", "ours": "our own claims",
@@ -144,5 +149,90 @@ def power_table(power, most: int = 999) -> "pandas.DataFrame":
         "seeds_needed": "seeds needed"})
 
 
-__all__ = ["KINDS", "VERSIONS", "counts", "distinct", "fold", "history_markdown", "history_table", "markdown", "power_table",
-           "sentence"]
+# ------------------------------------------------------------ the verdict page: every study
+
+def _studies():
+    from . import all_studies  # here, not at the top: the package's __init__ imports this module
+
+    return all_studies()
+
+
+def read_all(root) -> dict:
+    """Every study's tables under ``root`` (``results/<profile>``), by study name
+    (:meth:`Study.read_tables`: a missing table is named with the notebook that writes it)."""
+    return {study.name: study.read_tables(root) for study in _studies()}
+
+
+def _each(tables: dict, method: str) -> "pandas.DataFrame":
+    """``method``'s rows of every study, each on its own tables (:func:`read_all`), one below another."""
+    import pandas as pd
+
+    return pd.concat([getattr(study, method)(tables[study.name]) for study in _studies()], ignore_index=True)
+
+
+def claims(tables: dict) -> "pandas.DataFrame":
+    """Every study's claim rows (:meth:`Study.claims`), judged on its own tables: the page's verdict."""
+    return _each(tables, "claims")
+
+
+def rule_history(tables: dict) -> "pandas.DataFrame":
+    """Every study's rule history (:meth:`Study.rule_history`)."""
+    return _each(tables, "rule_history")
+
+
+def sensitivity(tables: dict) -> "pandas.DataFrame":
+    """Every study's verdicts at other margins (:meth:`Study.sensitivity`)."""
+    return _each(tables, "sensitivity")
+
+
+def power(tables: dict) -> "pandas.DataFrame":
+    """The power of every comparison every study's rules make (:meth:`Study.power`)."""
+    return _each(tables, "power")
+
+
+def summary(rows, profile: str) -> str:
+    """The page's scorecard section: its heading, :func:`counts` as a table, :func:`sentence`, and,
+    folded, which rows test which distinct claim (:func:`distinct`)."""
+    return ("## Scorecard: distinct claims\n\n" + markdown(counts(rows)) + "\n\n" + sentence(rows, profile)
+            + "\n\n" + fold("Which rows test which distinct claim", markdown(distinct(rows), index=False)))
+
+
+def claim_sections(rows, profile: str) -> list[str]:
+    """The page's claim rows, one Markdown section each: the heading, then per study its heading, its
+    rows (claim, paper, measured, verdict) and, folded, their rules; last, folded, how the intervals are
+    computed and rules combine, and the bottom line (:func:`~invrob.studies.render.bottom_line`)."""
+    sections = ["## Every claim row"]
+    for study in _studies():
+        mine = rows[rows["study"] == study.name]
+        sections.append(f"### {study.heading}\n\n" + markdown_table(mine, ("claim", "paper", "measured", "verdict"))
+                        + "\n\n" + fold("The rules of these rows", markdown_table(mine, ("claim", "rule", "verdict"))))
+    sections.append(fold("How every interval is computed, and how rules combine",
+                         f"{STATS_RULE} {COMBINE_RULE} {GATE_RULE} {PROGRESSIVE_RULE}")
+                    + f"\n\n**Claim rows.** {bottom_line(rows, profile)}")
+    return sections
+
+
+def by_margin(verdicts) -> "pandas.DataFrame":
+    """:func:`sensitivity`'s rows as a table: one row per claim (in page order), its verdict at each
+    margin factor (columns ``0.5×``, ``1×``, ``2×``)."""
+    table = verdicts.pivot_table(index="claim", columns="factor", values="verdict", aggfunc="first", sort=False)
+    return table.rename(columns="{:g}×".format)
+
+
+def margins_and_power(verdicts, powers) -> str:
+    """The page's margins section: every row's verdict by margin (``verdicts``: :func:`sensitivity`'s
+    rows, :func:`by_margin`), then, folded, the power of every comparison (``powers``: :func:`power`'s
+    rows, :func:`power_table`, to 4 decimals)."""
+    return ("**Verdict by margin (× the rule's margin).**\n\n" + markdown(by_margin(verdicts)) + "\n\n"
+            + fold("Power of every comparison the rules make", markdown(power_table(powers.round(4)), index=False)))
+
+
+def gate_sections(tables: dict) -> list[str]:
+    """The page's models, one Markdown section per study: its heading and its gate table
+    (:meth:`Study.show_gates` of its ``models`` table)."""
+    return [f"### {study.heading}\n\n" + study.show_gates(tables[study.name][MODELS]) for study in _studies()]
+
+
+__all__ = ["KINDS", "VERSIONS", "by_margin", "claim_sections", "claims", "counts", "distinct", "fold", "gate_sections",
+           "history_markdown", "history_table", "margins_and_power", "markdown", "power", "power_table", "read_all",
+           "rule_history", "sensitivity", "sentence", "summary"]
