@@ -218,7 +218,7 @@ def _correct_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, scales: to
     """Boolean (T, N): is image n classified correctly when rotated by ``scales[t] * u[n]``?
 
     With ``loss``: also the (T, N) cross-entropy of each rotated image, as a pair
-    (what the worst-of-k attack of :mod:`invrob.attacks.spatial` ranks angles by).
+    (what the worst-of-k attack of :mod:`invrob.attacks.worst_of_k` ranks angles by).
 
     The (angle, image) pairs are processed in chunks of at most ``batch_size``
     rotated images: images come in blocks of ``batch_size // T``, each block is

@@ -12,7 +12,7 @@ from tqdm import tqdm  # text bars: render in executed notebooks and the book al
 from ..errors import InvrobError, check_eps, check_positive_int
 from ..metrics import check_model_inputs, model_device, predict
 from .base import Attack, _check_norm, _flat_norm, attack_mode
-from .spatial import RotationGrid
+from .rotation_grid import RotationGrid
 from .pgd import PGD
 
 __all__ = ["robust_accuracy", "robust_points", "minimal_perturbation"]

@@ -30,8 +30,11 @@ from ..errors import InvrobError, check_choice
 from .apgd import APGD
 from .autoattack import AutoAttack
 from .base import Attack
+from .joint import JointAttack
 from .pgd import FGSM, PGD
-from .spatial import JointAttack, RotationGrid, SpatialGrid, WorstOfK
+from .rotation_grid import RotationGrid
+from .spatial_grid import SpatialGrid
+from .worst_of_k import WorstOfK
 
 _REGISTRY: dict[str, type] = {
     "pgd": PGD,
