@@ -80,7 +80,7 @@ SETTINGS = {
     # The adversarial study's recipe (notebook 03: Wong et al.'s net, all 60k images, one-cycle Adam,
     # PGD-5, 6 epochs), so its natural and adversarial models are reused from checkpoints; 5 seeds.
     # Left to paper: the regularised worst case (optional in the issue that added it); adversarial
-    # ε = 0.3, which needs ~20 epochs to pass its gate (notebook 03's settings); and the two recipes
+    # ε = 0.3, whose 5 seeds the book's budget has no room for (notebook 03's settings); and the two recipes
     # that end at ε = 0.3 — joint training and CuSP, whose stages at 6 epochs would last 4, 1 and 1
     # epochs, below its gate (every stage ≥ 2 epochs needs ≥ 16). Trained here they cost ~15 of the
     # book's minutes for rows that are inconclusive by rule; their rows say they did not run.
