@@ -14,9 +14,10 @@ Seconds = image-passes / throughput, per model family and device (:data:`THROUGH
 images per second, fwd + bwd):
 
 - ``cpu-2``: measured on this project's 2-core machine (``../shared/README.md``; the Wong
-  net from its 2.3 s clean epoch on 60k images). On the cpu book the model predicts the
-  training time of chapters 01, 03 and 05 within 15% (:func:`compare` with the book's
-  measured times: 21.2 / 22.2 / 13.6 min against 18.4 / 22.6 / 13.0).
+  net from the cpu book's chapter 03: 23.4M image-passes of its main grid in 17.9 min, its
+  adversarial steps included). On the cpu book the model predicts the training time of
+  chapters 01, 03 and 05 within 16% (:func:`compare` with the book's measured times:
+  21.2 / 22.2 / 13.6 min against 18.4 / 22.6 / 13.0).
 - ``h100``: calibrated on the one measurement at paper scale, chapter 03's MNIST part on an
   H100 (≈ 4.6 h): that chapter's image-passes / 4.6 h for the small MNIST nets, and the
   same relative costs between families as on the CPU (conservative for the larger nets:
