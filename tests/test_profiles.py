@@ -80,7 +80,7 @@ def test_settings_may_differ_per_model():
     """thetas, epochs and widths may be {model: value} maps: the p4 GCNN gets a dense θ grid inside
     [0, 45] (it is invariant to 90° turns), the StdCNN its width and epochs; a plain list applies to all."""
     study = studies.get("invariance")
-    cpu = profiles.settings("invariance", "cpu")
+    cpu = profiles.settings("invariance", "cpu", models=["stdcnn", "gcnn_p4"])  # cpu's default is StdCNN only
     grid = study.configs(cpu)
     p4 = [c for c in grid if c.model == "gcnn_p4"]
     std = [c for c in grid if c.model == "stdcnn"]

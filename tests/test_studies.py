@@ -216,7 +216,8 @@ def synthetic():
     accuracy among the correctly classified points drops (agree); adversarial cosines
     equal the random corner's at every training ε (agree).
     """
-    S1, S3 = INV.settings("cpu"), ADV.settings("cpu", models=["lenet"])  # the hand-made tables name LeNet
+    S1 = INV.settings("cpu", models=["stdcnn", "gcnn_p4"])  # both families (cpu's default trains no GCNN)
+    S3 = ADV.settings("cpu", models=["lenet"])  # the hand-made tables name LeNet
     th = {m: invariance.per_model(S1.thetas, m) for m in S1.models}
     eps_grid = {m: invariance.per_model(S1.eps_grid, m) for m in S1.models}
     assert th == {"stdcnn": [0, 90, 180], "gcnn_p4": [0, 45]} and list(S1.seeds) == list(SEEDS)
@@ -511,6 +512,17 @@ def test_invariance_rule(curve, noise, seeds, verdict):
             assert "50.0% → 50.2% (Δ +0.2% [90% CI" in m   # the effect is tiny in the sample too
     else:
         assert "1 seed: no interval" in m and "1 seed: no interval for the slope" in m
+
+
+def test_claims_name_the_families_not_in_the_run():
+    """The claims are about StdCNNs and GCNNs: a run without one (cpu trains no p4 GCNN) says so in
+    each claim's text, and its verdict comes from the families it has."""
+    from invrob.studies.invariance import not_in_run
+
+    row = one(INV, invariance=rotated({"stdcnn": CURVES["clear"]}, noise=0.01))
+    assert row["verdict"] == "agree" and row["measured"].endswith("GCNN (p4): not in this run")
+    both_families = rotated({"stdcnn": CURVES["clear"], "gcnn_p4": CURVES["clear"]}, noise=0.01)
+    assert not_in_run(both_families) == [] and "not in this run" not in one(INV, invariance=both_families)["measured"]
 
 
 def test_invariance_rule_needs_both_tests():
@@ -1390,7 +1402,9 @@ def test_per_phi_and_nulls_are_the_verdict_pages_two_tables(tables):
     assert per_phi == "**Per φ, the ICLR row.**\n\n" + studies.scorecard.markdown(ADV.per_phi(t).round(4), index=False)
     assert nulls == studies.scorecard.markdown(ADV.nulls(t).round(4), index=False)
     assert nulls.splitlines()[0] == "| model | eps_train | perturbation | mean | n |"
-    assert len(nulls.splitlines()) == 2 + 3 * 4  # three training ε × the adversarial one and three nulls
+    n_eps = tables["tangents"]["eps_train"].nunique()  # the cpu profile's training ε (the synthetic tables')
+    assert n_eps == len(ADV.settings("cpu").eps_train)
+    assert len(nulls.splitlines()) == 2 + n_eps * 4  # each training ε × the adversarial one and three nulls
 
 
 # ---------------------------------------------------------------------- the verdict page (scorecard)
