@@ -27,7 +27,7 @@ data: install  ## fetch and verify MNIST (+ the 20-image CIFAR-10 sample)
 	$(BIN)/python -m invrob.data
 
 notebooks: data  ## execute notebooks/ at PROFILE into book/experiments/
-	$(BIN)/python -m invrob.runbook --profile $(PROFILE) --book
+	$(BIN)/python -m invrob.tooling.runbook --profile $(PROFILE) --book
 
 book: notebooks  ## build the Jupyter Book into _build/html
 	$(BIN)/jupyter-book build . --path-output . --warningiserror --keep-going
@@ -43,7 +43,7 @@ bench: data  ## speed/memory table -> benchmarks/results.md (7: stacked training
 	$(BIN)/python -m benchmarks --only pgd rotation grid spatial stacked fastat
 
 nbval-update: data  ## re-record tests/notebooks (nbval) and tests/reference/smoke (tables) from one smoke run
-	$(BIN)/python -m invrob.regression record
+	$(BIN)/python -m invrob.tooling.regression record
 
 screenshots:  ## the built book in headless Chromium at 1400 and 800 px -> _build/screenshots/
 	$(BIN)/python tools/screenshots.py

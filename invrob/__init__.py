@@ -21,8 +21,11 @@ the layers before it; ``tests/test_layering.py`` checks it):
    :mod:`invrob.plots` — the book's figures
 7. :mod:`invrob.studies` — one module per study: settings per profile, training grid,
    table schemas, the paper's claims and their decision rules; :mod:`invrob.profiles`
-8. :mod:`invrob.runbook` (the notebook runner, ``invrob run``), :mod:`invrob.sweep`
-   (``invrob sweep``), :mod:`invrob.regression` (the portable smoke checks), :mod:`invrob.cli`
+8. :mod:`invrob.tooling` — the machinery around the science, apart from it: the notebook
+   runner (:mod:`~invrob.tooling.runbook`, ``invrob run``), sweeps (:mod:`~invrob.tooling.sweep`,
+   ``invrob sweep``), the portable smoke checks (:mod:`~invrob.tooling.regression`), a
+   chapter's cost before it runs (:mod:`~invrob.tooling.budget`) and the ``invrob`` command
+   (:mod:`~invrob.tooling.cli`, also ``python -m invrob``)
 """
 from .errors import InvrobError
 

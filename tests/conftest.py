@@ -49,7 +49,7 @@ def pytest_collection_finish(session):
     import shutil
     import tempfile
 
-    from invrob import regression
+    from invrob.tooling import regression
 
     root = Path(tempfile.mkdtemp(prefix="invrob-smoke-"))
     runs = {"root": root, "data": None}
@@ -80,7 +80,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     import shutil
 
-    from invrob import regression
+    from invrob.tooling import regression
 
     for name in ("main", "alt"):
         regression.stop_smoke_run(runs[name])

@@ -1,11 +1,12 @@
-"""invrob.budget (a chapter's cost before it runs) and the gpu profile it sizes."""
+"""invrob.tooling.budget (a chapter's cost before it runs) and the gpu profile it sizes."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from invrob import budget, studies
+from invrob import studies
+from invrob.tooling import budget
 from invrob.errors import InvrobError
 from invrob.train import TrainConfig
 

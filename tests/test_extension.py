@@ -9,7 +9,7 @@ The copy gets exactly what CONTRIBUTING's "add an attack / a model / a study" li
   and its tables' lines in the reference folder's ``tolerances.yaml``.
 
 Nothing else is edited. The study's notebook then runs with papermill at the smoke profile
-(``invrob.runbook.run_all``, the smoke run's runner) in a kernel that imports the copy, and
+(``invrob.tooling.runbook.run_all``, the smoke run's runner) in a kernel that imports the copy, and
 its table passes the numeric regression check against a reference the study computes when
 called directly (fresh models, no notebook): the notebook only calls the study.
 """
@@ -176,7 +176,7 @@ def extended(tmp_path_factory):
 
     python('''
         from pathlib import Path
-        from invrob.runbook import run_all
+        from invrob.tooling.runbook import run_all
         run_all("smoke", Path("executed"), Path("."), fresh=True, log=lambda line: None)
     ''')
     # the reference: the study's own computation, called directly (fresh models, no notebook)
@@ -201,7 +201,7 @@ def test_added_attack_model_and_study_are_discovered(extended):
     found = json.loads(python('''
         import json
         from invrob import attacks, models, profiles, studies
-        from invrob.runbook import study_notebooks
+        from invrob.tooling.runbook import study_notebooks
         print(json.dumps(dict(attacks=attacks.attack_names(), models=models.model_names("mnist"),
                               studies=list(studies.STUDIES), profiles=sorted(profiles.STUDIES),
                               notebooks=[p.name for p in study_notebooks()])))
@@ -223,7 +223,8 @@ def test_added_study_runs_through_the_smoke_path(extended):
     report = json.loads(python('''
         import json
         import pandas as pd
-        from invrob import regression, studies
+        from invrob import studies
+        from invrob.tooling import regression
         frame = studies.get("noise").check("noise", pd.read_csv("results/smoke/98_noise/noise.csv"))
         print(json.dumps(dict(rows=len(frame), eps=sorted(set(frame["eps"])), acc=frame["accuracy"].tolist(),
                               problems=regression.compare_results("results/smoke", "tests/reference/smoke"))))
@@ -238,7 +239,7 @@ def test_added_study_runs_through_the_smoke_path(extended):
         frame.loc[0, "accuracy"] = frame.loc[0, "accuracy"] + 0.1
         frame.to_csv(path, index=False)
     ''')
-    done = subprocess.run([sys.executable, "-m", "invrob.regression", "check", "results/smoke", "--reference",
+    done = subprocess.run([sys.executable, "-m", "invrob.tooling.regression", "check", "results/smoke", "--reference",
                            "tests/reference/smoke"], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "98_noise/noise" in done.stdout and "accuracy" in done.stdout, done.stdout

@@ -21,7 +21,7 @@ LAYERS = [
     {"train", "geometry", "stacked"},
     {"experiments", "plots", "gates"},
     {"studies", "profiles"},
-    {"runbook", "regression", "sweep", "cli", "budget"},
+    {"tooling"},  # runbook, regression, sweep, cli, budget: the machinery around the science
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

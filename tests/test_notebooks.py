@@ -1,6 +1,6 @@
 """The study notebooks at the smoke profile: one execution feeds every check.
 
-Every notebook runs once with papermill (``invrob.regression.smoke_run``, started in a
+Every notebook runs once with papermill (``invrob.tooling.regression.smoke_run``, started in a
 subprocess by ``tests/conftest.py`` as soon as the tests are collected, so it runs beside
 the rest of the suite) into a scratch folder, with a data folder whose CIFAR-10 is a stand-in built from the 20
 real sample images (so the CIFAR-10 cells run too). That one run feeds
@@ -12,7 +12,7 @@ real sample images (so the CIFAR-10 cells run too). That one run feeds
 - the book build, warnings as errors, and the checks of its pages.
 
 Beside it a second smoke run executes under another CPU kernel
-selection (``invrob.regression.ALT_KERNELS``), and must pass the same checks: the proof
+selection (``invrob.tooling.regression.ALT_KERNELS``), and must pass the same checks: the proof
 that the regression checks are portable. Re-record with ``make nbval-update``.
 """
 from __future__ import annotations
@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from invrob import regression
-from invrob.regression import (ALT_KERNELS, RECORDED, REFERENCE, SANITIZE, TOLERANCE_FILE,
+from invrob.tooling import regression
+from invrob.tooling.regression import (ALT_KERNELS, RECORDED, REFERENCE, SANITIZE, TOLERANCE_FILE,
                                compare_notebooks, compare_results, compare_table, load_spec)
-from invrob.runbook import for_book, study_notebooks
+from invrob.tooling.runbook import for_book, study_notebooks
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = study_notebooks()
@@ -69,7 +69,7 @@ def smoke(smoke_runs):
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, as `make book` uses
     build = subprocess.run([str(jupyter_book), "build", str(book), "--path-output", str(book),
                             "--warningiserror", "--keep-going"], capture_output=True, text=True, cwd=book)
-    times = pd.read_csv(root / "main" / "results" / "smoke" / "notebook_times.csv")  # invrob.runbook.record_time
+    times = pd.read_csv(root / "main" / "results" / "smoke" / "notebook_times.csv")  # invrob.tooling.runbook.record_time
     return {"root": root, "data": runs["data"], "main": root / "main", "book": book, "build": build,
             "seconds": dict(zip(times["notebook"], times["seconds"])),
             "executed": root / "main" / "executed", "chapters": chapters, "alt": runs["alt"]}

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from invrob import profiles, runbook, studies
+from invrob import profiles, studies
+from invrob.tooling import runbook
 from invrob.errors import InvrobError
 
 
@@ -56,7 +57,9 @@ def test_study_configs_cross_the_grid():
     assert len(configs) == len(inv.models) * 3 * 2
     assert {(c.model, c.theta, c.seed) for c in configs} == {
         (m, t, s) for m in inv.models for t in (0, 90, 180) for s in (0, 1)}
-    assert all(c.eps == 0 and c.optimizer == inv.optimizer and c.epochs == inv.epochs for c in configs)
+    per_model = studies.get("invariance").per_model
+    assert all(c.eps == 0 and c.optimizer == inv.optimizer and c.epochs == per_model(inv.epochs, c.model)
+               for c in configs)
 
     adv = profiles.settings("adversarial", "cpu")
     configs = studies.get("adversarial").configs(adv)

@@ -1,4 +1,4 @@
-"""invrob.runbook: the one notebook runner (make notebooks, sweeps, tests) and `invrob run`.
+"""invrob.tooling.runbook: the one notebook runner (make notebooks, sweeps, tests) and `invrob run`.
 
 The executing tests use tests/fixtures/toy_runbook.ipynb (standard library only: one kernel
 start per run); the rest start no kernel.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from invrob import runbook
+from invrob.tooling import runbook
 from invrob.errors import InvrobError
-from invrob.runbook import NotebookError, run_notebook
+from invrob.tooling.runbook import NotebookError, run_notebook
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "toy_runbook.ipynb"
 REPO = Path(__file__).resolve().parent.parent
@@ -122,7 +122,7 @@ def test_study_notebooks_outside_a_checkout_needs_a_folder(tmp_path, monkeypatch
 # --------------------------------------------------------------------------- invrob run
 
 def invrob(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invrob.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "invrob.tooling.cli", *args], capture_output=True, text=True,
                           timeout=300, cwd=cwd)
 
 
@@ -182,7 +182,7 @@ def test_cli_runs_from_another_directory_with_relative_paths(tmp_path):
 def test_for_book_merges_injected_parameters_and_hides_skipped_code(tmp_path):
     import nbformat
 
-    from invrob.runbook import for_book
+    from invrob.tooling.runbook import for_book
 
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('profile = "cpu"        # smoke | cpu | paper\nseeds = None  # None: all')
@@ -206,7 +206,7 @@ def test_for_book_merges_injected_parameters_and_hides_skipped_code(tmp_path):
 
 def test_the_verdict_notebook_runs_after_every_study(tmp_path):
     """A study added after the verdict page (06_…) must write its tables before the verdict reads them."""
-    from invrob.runbook import study_notebooks
+    from invrob.tooling.runbook import study_notebooks
 
     for name in ("00_setup", "01_a", "05_verdict", "06_tradeoff", "notes"):
         (tmp_path / f"{name}.ipynb").write_text("{}")
@@ -216,7 +216,7 @@ def test_the_verdict_notebook_runs_after_every_study(tmp_path):
 def test_training_minutes_counts_a_shared_model_once(tmp_path):
     import pandas as pd
 
-    from invrob.runbook import training_minutes
+    from invrob.tooling.runbook import training_minutes
 
     def history(folder, models):
         (tmp_path / folder).mkdir()
@@ -232,7 +232,7 @@ def test_training_minutes_counts_a_shared_model_once(tmp_path):
 def test_cost_table_says_which_models_were_trained_reloaded_or_reused(tmp_path):
     import pandas as pd
 
-    from invrob.runbook import cost_table
+    from invrob.tooling.runbook import cost_table
 
     assert cost_table(tmp_path) == (None, None)
     pd.DataFrame([dict(model="lenet", dataset="mnist", theta=0, eps_train=e, seed=0, epoch=1, seconds=60.0)

@@ -1476,6 +1476,9 @@ def test_scorecard_sections_per_study(fake_studies):
                                 "smoke profile.")
     assert sc.gate_sections(sc.read_all("results/x")) == ["### A (notebook 01)\n\ngates of a",
                                                           "### B (notebook 02)\n\ngates of b"]
+    without = sc.read_all("results/x")
+    del without["b"]["models"]  # a study with no models table (no quality gates) gets no section
+    assert sc.gate_sections(without) == ["### A (notebook 01)\n\ngates of a"]
 
 
 def test_scorecard_margins_and_power(fake_studies):

@@ -1,4 +1,4 @@
-"""invrob.sweep: validation of sweep files, resume, failure isolation, local and Dask backends.
+"""invrob.tooling.sweep: validation of sweep files, resume, failure isolation, local and Dask backends.
 
 The executing tests use tests/fixtures/toy_sweep.ipynb (standard library only: one kernel
 start per point) and are marked slow; the validation tests run no kernel.
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from invrob.errors import InvrobError
-from invrob.sweep import load_sweep, notebook_parameters, point_digest, read_status, run_sweep
+from invrob.tooling.sweep import load_sweep, notebook_parameters, point_digest, read_status, run_sweep
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "toy_sweep.ipynb"
 REPO = Path(__file__).resolve().parent.parent
@@ -175,7 +175,7 @@ def test_notebook_parameters_reads_the_parameters_cell():
     assert params["thetas"] == [0, 90] and params["fail"] is False
 
 
-@pytest.mark.parametrize("command", [["-m", "invrob.sweep"], ["-m", "invrob.cli", "sweep"]])
+@pytest.mark.parametrize("command", [["-m", "invrob.tooling.sweep"], ["-m", "invrob.tooling.cli", "sweep"]])
 def test_cli_bad_file_prints_one_line_and_exits_2(tmp_path, command):
     path = write_sweep(tmp_path, "parameters:\n  theta: 200\n")
     proc = subprocess.run([sys.executable, *command, str(path)], capture_output=True, text=True,
@@ -192,7 +192,7 @@ def test_cli_bad_file_prints_one_line_and_exits_2(tmp_path, command):
 def test_cli_dry_run_refuses_a_wrongly_typed_study_setting(tmp_path, grid, message):
     """The issue's 'done when': a relative sweep file, from another directory, at --dry-run."""
     (tmp_path / "s.yaml").write_text(f"notebook: {STUDY_01}\nparameters:\n  profile: smoke\ngrid:\n  {grid}\n")
-    proc = subprocess.run([sys.executable, "-m", "invrob.cli", "sweep", "s.yaml", "--dry-run"],
+    proc = subprocess.run([sys.executable, "-m", "invrob.tooling.cli", "sweep", "s.yaml", "--dry-run"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -200,7 +200,7 @@ def test_cli_dry_run_refuses_a_wrongly_typed_study_setting(tmp_path, grid, messa
 
 
 def test_study_is_read_from_the_notebook_source():
-    from invrob.sweep import notebook_study
+    from invrob.tooling.sweep import notebook_study
     study, forwards = notebook_study(STUDY_01)
     assert study == "invariance"
     assert forwards == {"seeds": "seeds", "thetas": "thetas", "eps_grid": "eps_grid", "models": "models"}
@@ -208,8 +208,8 @@ def test_study_is_read_from_the_notebook_source():
 
 
 def test_docstring_example_is_a_valid_sweep(tmp_path):
-    import invrob.sweep
-    doc = invrob.sweep.__doc__
+    import invrob.tooling.sweep
+    doc = invrob.tooling.sweep.__doc__
     block = doc.split("Sweep file (YAML)::\n", 1)[1].split("\n\n", 1)[0]  # the indented example
     path = tmp_path / "example.yaml"
     path.write_text(textwrap.dedent(block).replace("notebooks/01_invariance_vs_robustness.ipynb", str(STUDY_01)))
@@ -272,9 +272,9 @@ def test_dask_local_cluster_runs_and_merges_four_points(tmp_path):
 
 @pytest.mark.slow
 def test_failing_point_is_isolated_and_resume_reruns_only_unfinished(tmp_path, monkeypatch, capsys):
-    import invrob.sweep.execute as sweep_execute
+    import invrob.tooling.sweep.execute as sweep_execute
     # Pretend two GPUs: each local worker is pinned to one, and kernels inherit it.
-    # Patched where _run_local looks it up (invrob.sweep only re-exports it).
+    # Patched where _run_local looks it up (invrob.tooling.sweep only re-exports it).
     monkeypatch.setattr(sweep_execute, "visible_gpus", lambda: ["7", "8"])
     path = write_sweep(tmp_path, """\
         parameters: {profile: smoke}
@@ -324,7 +324,7 @@ def test_killed_sweep_resumes_with_only_the_missing_points(tmp_path):
         """)
     sweep = load_sweep(path)
     first, second, third = sweep.points
-    proc = subprocess.Popen([sys.executable, "-m", "invrob.sweep", str(path), "--workers", "1", "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-m", "invrob.tooling.sweep", str(path), "--workers", "1", "--no-progress"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:

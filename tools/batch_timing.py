@@ -1,5 +1,5 @@
 """Per-batch training time of each model family on this machine's device: the numbers
-``invrob.budget.THROUGHPUT`` needs for a device it has not measured.
+``invrob.tooling.budget.THROUGHPUT`` needs for a device it has not measured.
 
     python tools/batch_timing.py                 # cuda if available, else cpu
     python tools/batch_timing.py --device cuda --batches 50
@@ -7,7 +7,7 @@
 For each family (at the widths the profiles train) it times a forward + backward pass and an
 optimiser step of a batch of 128 MNIST-sized images, after warm-up batches, and prints images
 per second as a ``THROUGHPUT`` entry. Run it on a lent GPU and replace the calibrated h100
-estimate (``invrob.budget.throughput("h100")``) with the measurement.
+estimate (``invrob.tooling.budget.throughput("h100")``) with the measurement.
 """
 from __future__ import annotations
 

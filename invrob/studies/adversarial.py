@@ -68,7 +68,7 @@ SETTINGS = {
                 tangent_size=300, small_angles=[-5, -4, -3, -2, -1, 1, 2, 3, 4, 5], cifar=False,
                 cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None, cifar_attack_steps=10,
                 cifar_eps_train=[0.0, 2 / 255, 4 / 255, 8 / 255]),
-    # gpu (one GPU, each chapter ≤ 1 h; invrob.budget): the cpu recipe run long enough for ε = 0.3 —
+    # gpu (one GPU, each chapter ≤ 1 h; invrob.tooling.budget): the cpu recipe run long enough for ε = 0.3 —
     # 20 epochs, ε ramped over the first 8 (40%): measured here 99.1% clean / 85.8% AutoAttack at
     # ε = 0.3 (../shared/README.md) — over the paper's ε grid, and a capacity point at ε = 0.3.
     "gpu": dict(models=["wong"], eps_train=[0.0, 0.05, 0.1, 0.2, 0.3], seeds=[0, 1, 2, 3, 4],

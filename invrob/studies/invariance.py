@@ -54,7 +54,7 @@ SETTINGS = {
                 distance_size=100, distance_steps=20, bisection_steps=8, cifar=False,
                 cifar_train_size=None, cifar_epochs=120, cifar_lr=0.1, cifar_width=None,
                 cifar_eps_grid=[0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]),
-    # gpu (one GPU, each chapter ≤ 1 h; invrob.budget estimates it): the cpu recipe (one-cycle Adam)
+    # gpu (one GPU, each chapter ≤ 1 h; invrob.tooling.budget estimates it): the cpu recipe (one-cycle Adam)
     # on all 60k images with the paper's θ grid for StdCNN, the p4 GCNN at width 16 (98.1% clean
     # after 3 epochs here, ../shared/README.md) for 5 epochs over θ ∈ [0, 45]° (it is exactly
     # invariant to 90° turns, so larger θ folds back), 500 attacked points (AutoAttack on the GCNNs is

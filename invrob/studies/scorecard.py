@@ -229,8 +229,10 @@ def margins_and_power(verdicts, powers) -> str:
 
 def gate_sections(tables: dict) -> list[str]:
     """The page's models, one Markdown section per study: its heading and its gate table
-    (:meth:`Study.show_gates` of its ``models`` table)."""
-    return [f"### {study.heading}\n\n" + study.show_gates(tables[study.name][MODELS]) for study in _studies()]
+    (:meth:`Study.show_gates` of its ``models`` table). A study without a ``models`` table (one
+    added without quality gates, say) has no section."""
+    return [f"### {study.heading}\n\n" + study.show_gates(tables[study.name][MODELS]) for study in _studies()
+            if tables[study.name].get(MODELS) is not None]
 
 
 __all__ = ["KINDS", "VERSIONS", "by_margin", "claim_sections", "claims", "counts", "distinct", "fold", "gate_sections",

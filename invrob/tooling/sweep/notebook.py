@@ -12,7 +12,7 @@ import ast
 import json
 from pathlib import Path
 
-from ..errors import InvrobError
+from ...errors import InvrobError
 
 _UNKNOWN = object()  # default of a parameter whose value is not a Python literal
 

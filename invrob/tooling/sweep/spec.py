@@ -1,7 +1,7 @@
 """The sweep file: read a YAML document, validate it, and expand it into points.
 
 :func:`load_sweep` reads the file with line numbers kept (:class:`_Doc`), checks its keys,
-the notebook and every value (:mod:`invrob.sweep.checks`), and crosses the grid with the
+the notebook and every value (:mod:`invrob.tooling.sweep.checks`), and crosses the grid with the
 explicit points into a :class:`Sweep` of points (:class:`Point`), each identified by
 :func:`point_digest` (the notebook's bytes and the canonical JSON of its parameters).
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import InvrobError
+from ...errors import InvrobError
 from .checks import _check_name, _check_point, _check_value, _study_use
 from .notebook import notebook_parameters
 from .status import read_status

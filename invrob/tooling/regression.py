@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import InvrobError
+from ..errors import InvrobError
 
 TOLERANCE_FILE = "tolerances.yaml"
 
@@ -313,7 +313,7 @@ def copy_notebooks(executed: list[Path], dest: str | Path) -> None:
 
 # --------------------------------------------------------------------------- the smoke run
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 REFERENCE = REPO / "tests" / "reference" / "smoke"     # recorded tables + tolerances
 RECORDED = REPO / "tests" / "notebooks"                # recorded executed notebooks (nbval)
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
@@ -332,7 +332,7 @@ def prepare_data(folder: str | Path, source: str | Path | None = None) -> Path:
     """A data folder for smoke runs: MNIST and the CIFAR-10 sample linked from ``source``,
     and a CIFAR-10 stand-in built from the 20 sample images, so that every CIFAR-10
     cell of the notebooks runs (at smoke size) without the real dataset."""
-    from .data import data_root, load_cifar10_sample, load_mnist, write_cifar10_folder
+    from ..data import data_root, load_cifar10_sample, load_mnist, write_cifar10_folder
 
     folder, source = Path(folder), data_root(source).resolve()
     load_mnist(source, train=False)                 # fetched and verified in the source folder
@@ -378,7 +378,7 @@ def start_smoke_run(workdir: str | Path, data: str | Path, env: dict[str, str]) 
     :func:`stop_smoke_run` stops it together with its notebook kernels."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     with open(Path(workdir) / "run.log", "w") as log:  # the child holds its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "invrob.regression", "run", "--workdir", str(workdir),
+        return subprocess.Popen([sys.executable, "-m", "invrob.tooling.regression", "run", "--workdir", str(workdir),
                                  "--data", str(data)], env={**os.environ, **env}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -416,7 +416,7 @@ def record(workdir: str | Path | None = None, reference: str | Path = REFERENCE,
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m invrob.regression",
+    parser = argparse.ArgumentParser(prog="python -m invrob.tooling.regression",
                                      description="smoke runs and the references they are checked against")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="one smoke run into a working folder")

@@ -1,7 +1,7 @@
 """The one notebook runner, and the runbook that executes the studies in order.
 
 :func:`run_notebook` executes one notebook with papermill; ``make notebooks``
-(``python -m invrob.runbook`` / ``invrob run``), the sweeps (:func:`invrob.sweep.run_point`)
+(``python -m invrob.tooling.runbook`` / ``invrob run``), the sweeps (:func:`invrob.tooling.sweep.run_point`)
 and the tests all go through it, so a notebook fails the same way everywhere: its
 executed copy is kept as ``<stem>.failed.ipynb`` and a :class:`NotebookError` says, on
 one line, ``<notebook> failed in cell N: Ename: message (executed copy: path)``.
@@ -30,12 +30,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
-from .errors import InvrobError, check_choice
-from .profiles import PROFILES
+from ..errors import InvrobError, check_choice
+from ..profiles import PROFILES
 
 # The checkout this module sits in. An installed wheel has no notebooks/ here:
 # ``study_notebooks`` and the CLI then need a folder (see ``is_checkout``).
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -331,7 +331,7 @@ def record_time(profile: str, notebook: str, seconds: float, workdir: Path | Non
     """
     import pandas as pd
 
-    from .utils import atomic_to_csv  # imports torch: only when a time is recorded
+    from ..utils import atomic_to_csv  # imports torch: only when a time is recorded
 
     path = Path(workdir or REPO) / "results" / profile / "notebook_times.csv"
     row = pd.DataFrame([{"notebook": notebook, "seconds": round(seconds, 1), "cpus": os.cpu_count(),
@@ -378,7 +378,7 @@ def cost_table(results: Path | str):
     """
     import pandas as pd
 
-    from . import studies
+    from .. import studies
 
     times = Path(results) / "notebook_times.csv"
     if not times.exists():
@@ -404,7 +404,7 @@ def cost_table(results: Path | str):
     return summary, cost.round(1).fillna("")
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m invrob.runbook") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m invrob.tooling.runbook") -> int:
     """``invrob run``: exit 0 when every notebook ran, 1 when one failed, 2 on bad options."""
     checkout = is_checkout()
     parser = argparse.ArgumentParser(

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m invrob.sweep sweeps/mnist-seeds.yaml                 # local; one worker per GPU, 1 on CPU
+    python -m invrob.tooling.sweep sweeps/mnist-seeds.yaml                 # local; one worker per GPU, 1 on CPU
     invrob sweep sweeps/mnist-seeds.yaml --workers 2               # local, 2 workers
     invrob sweep sweeps/mnist-seeds.yaml --scheduler tcp://host:8786   # a Dask cluster
     invrob sweep sweeps/mnist-seeds.yaml --dry-run                 # validate, list points and their state
@@ -66,7 +66,7 @@ the notebook or a parameter reruns exactly the points it touches. Failed points,
 left ``running`` by a killed sweep, are rerun. Every file is written under a temporary name and
 renamed, so nothing is ever half-written.
 
-Each point runs through :func:`invrob.runbook.run_notebook`, the runner ``invrob run`` and
+Each point runs through :func:`invrob.tooling.runbook.run_notebook`, the runner ``invrob run`` and
 the tests use: in the project root without changing this process's directory (safe in Dask's
 threads), stdout/stderr into log.txt, the executed copy written atomically with progress bars
 tidied. A point whose notebook raises is recorded as failed (error line, the executed copy
@@ -82,12 +82,12 @@ On a cluster the project folder and the runs folder must be at the same path on 
 (``CUDA_VISIBLE_DEVICES=i dask worker ADDRESS --nthreads 1``, or dask-cuda's per-GPU workers).
 In Python: ``run_sweep("sweeps/x.yaml", workers=2)`` or ``run_sweep(spec, client=client)``.
 
-Modules: :mod:`~invrob.sweep.spec` reads and validates a sweep file into a :class:`Sweep`
-of points (:class:`Point`), with :mod:`~invrob.sweep.notebook` (a notebook's parameters cell and
-study) and :mod:`~invrob.sweep.checks` (each value against the notebook's defaults and the
-study's settings); :mod:`~invrob.sweep.status` is a point's status file;
-:mod:`~invrob.sweep.execute` runs the points locally or on Dask (:func:`run_sweep`);
-:mod:`~invrob.sweep.merge` merges the tables and writes the summary; :mod:`~invrob.sweep.cli`
+Modules: :mod:`~invrob.tooling.sweep.spec` reads and validates a sweep file into a :class:`Sweep`
+of points (:class:`Point`), with :mod:`~invrob.tooling.sweep.notebook` (a notebook's parameters cell and
+study) and :mod:`~invrob.tooling.sweep.checks` (each value against the notebook's defaults and the
+study's settings); :mod:`~invrob.tooling.sweep.status` is a point's status file;
+:mod:`~invrob.tooling.sweep.execute` runs the points locally or on Dask (:func:`run_sweep`);
+:mod:`~invrob.tooling.sweep.merge` merges the tables and writes the summary; :mod:`~invrob.tooling.sweep.cli`
 is the command line.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The sweep's command line, ``python -m invrob.sweep FILE`` / ``invrob sweep FILE``: :func:`main`.
+"""The sweep's command line, ``python -m invrob.tooling.sweep FILE`` / ``invrob sweep FILE``: :func:`main`.
 
 Validates the sweep file, lists its points with ``--dry-run``, or runs them
-(:func:`invrob.sweep.execute.run_sweep`). Exits 0 when every point is done, 1 when some
+(:func:`invrob.tooling.sweep.execute.run_sweep`). Exits 0 when every point is done, 1 when some
 failed, 2 on a bad sweep file (one ``FILE:LINE: reason`` line on stderr), 130 when
 interrupted.
 """
@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import InvrobError
+from ...errors import InvrobError
 from .execute import run_sweep
 from .merge import _shown
 from .spec import canonical_json, load_sweep
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m invrob.sweep") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m invrob.tooling.sweep") -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Run a notebook over a grid of parameters with papermill: "
         "resumable, failures isolated, local workers or a Dask cluster. "
-        "The sweep file format is described in `pydoc invrob.sweep`.")
+        "The sweep file format is described in `pydoc invrob.tooling.sweep`.")
     parser.add_argument("file", help="sweep file (YAML)")
     parser.add_argument("--workers", type=int, default=None,
                         help="local worker processes (default: one per visible GPU, 1 on CPU)")

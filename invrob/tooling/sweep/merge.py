@@ -58,7 +58,7 @@ def merge_results(sweep: Sweep) -> dict:
     already has as a column (a notebook's own ``seed``) keeps the table's values.
     """
     import pandas as pd
-    from ..utils import atomic_to_csv
+    from ...utils import atomic_to_csv
 
     frames: dict = {}
     for point in sweep.points:
@@ -86,7 +86,7 @@ def merge_results(sweep: Sweep) -> dict:
 def write_points_table(sweep: Sweep, outcomes: dict) -> Path:
     """runs/<sweep>/points.csv: one row per point with its state, timing, error and paths."""
     import pandas as pd
-    from ..utils import atomic_to_csv
+    from ...utils import atomic_to_csv
 
     rows = []
     for point in sweep.points:

@@ -1,7 +1,7 @@
 """A point's files on disk: its ``status.json`` (and ``point.json``), written atomically.
 
 A point is finished iff its ``status.json`` says ``done`` with the point's digest
-(:meth:`invrob.sweep.spec.Sweep.state`); the worker (:func:`invrob.sweep.execute.run_point`)
+(:meth:`invrob.tooling.sweep.spec.Sweep.state`); the worker (:func:`invrob.tooling.sweep.execute.run_point`)
 writes it last, under a temporary name then renamed, and a torn or missing file reads as
 None, so the point is rerun.
 """

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import yaml
 
-from ..errors import InvrobError, check_choice, check_eps, check_theta
-from ..profiles import PROFILES  # the one list of profiles (imports no torch)
+from ...errors import InvrobError, check_choice, check_eps, check_theta
+from ...profiles import PROFILES  # the one list of profiles (imports no torch)
 from .notebook import _UNKNOWN, notebook_study
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class StudyUse:
 
 def _check_setting(doc: _Doc, name: str, node, value, study: StudyUse, in_grid: bool) -> None:
     """Check a value that the notebook forwards to ``profiles.settings``, as that call will."""
-    from ..profiles import STUDIES, settings
+    from ...profiles import STUDIES, settings
 
     if value is None:
         return  # None: the profile's value
@@ -146,7 +146,7 @@ def _check_setting(doc: _Doc, name: str, node, value, study: StudyUse, in_grid: 
     except InvrobError as err:
         raise doc.error(node, f"{name}: {err}") from None
     if setting == "models":
-        from ..models import model_names  # imports torch: only when a sweep names models
+        from ...models import model_names  # imports torch: only when a sweep names models
 
         valid = model_names()
         items = zip(node.value, value) if isinstance(node, yaml.SequenceNode) and isinstance(value, list) \
@@ -171,7 +171,7 @@ def _check_name(doc: _Doc, key_node, name: str, defaults: dict, notebook_shown: 
 
 def _study_use(doc: _Doc, top: dict, nb_node, nb_text: str, notebook: Path, defaults: dict) -> StudyUse | None:
     """The notebook's study (:func:`notebook_study`), checked; the profile for type checks."""
-    from ..profiles import STUDIES
+    from ...profiles import STUDIES
 
     found = notebook_study(notebook)
     if found is None:
@@ -191,7 +191,7 @@ def _study_use(doc: _Doc, top: dict, nb_node, nb_text: str, notebook: Path, defa
 
 def _check_point(doc: _Doc, node, params: dict, defaults: dict, study: StudyUse) -> None:
     """One point's settings as its notebook will build them, at the point's own profile."""
-    from ..profiles import settings
+    from ...profiles import settings
 
     profile = params.get("profile", defaults.get("profile"))
     if profile not in PROFILES:

@@ -1,9 +1,9 @@
 """Running a sweep's points: one point in a worker, the local and Dask backends, :func:`run_sweep`.
 
-:func:`run_point` executes one point with :func:`invrob.runbook.run_notebook` and records
+:func:`run_point` executes one point with :func:`invrob.tooling.runbook.run_notebook` and records
 its status; :func:`run_sweep` runs every point not done yet on local worker processes
 (one per visible GPU, each pinned with ``CUDA_VISIBLE_DEVICES``) or on a Dask scheduler,
-prints a status line per point, then merges the tables (:mod:`invrob.sweep.merge`). A
+prints a status line per point, then merges the tables (:mod:`invrob.tooling.sweep.merge`). A
 worker that dies is recorded as a failed point; the sweep goes on.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import InvrobError, check_positive_int
+from ...errors import InvrobError, check_positive_int
 from .merge import _describe, _shown, _summary, merge_results, write_points_table
 from .spec import Sweep, canonical_json, load_sweep
 from .status import _now, _write_json, read_status
@@ -30,7 +30,7 @@ from .status import _now, _write_json, read_status
 # --------------------------------------------------------------------------- one point
 
 def run_point(task: dict) -> dict:
-    """Execute one point (``Sweep.task``) with :func:`invrob.runbook.run_notebook`; return its status.
+    """Execute one point (``Sweep.task``) with :func:`invrob.tooling.runbook.run_notebook`; return its status.
 
     Runs in a worker: a local process, or a Dask worker on another machine. Never raises
     for a failing notebook (its status says ``failed``, with the error line; the executed

@@ -2,12 +2,12 @@
 
 Each command is a module with a ``main(argv, prog) -> exit code``:
 
-- ``invrob run`` is ``python -m invrob.runbook`` (what ``make notebooks`` runs): the study
+- ``invrob run`` is ``python -m invrob.tooling.runbook`` (what ``make notebooks`` runs): the study
   notebooks in order at a profile, e.g. ``invrob run --profile smoke --dest DIR --workdir DIR
   --only 01_invariance_vs_robustness``;
-- ``invrob sweep FILE`` is ``python -m invrob.sweep FILE``: one notebook over a grid.
+- ``invrob sweep FILE`` is ``python -m invrob.tooling.sweep FILE``: one notebook over a grid.
 
-Both execute notebooks with :func:`invrob.runbook.run_notebook` and work from any
+Both execute notebooks with :func:`invrob.tooling.runbook.run_notebook` and work from any
 directory: paths on the command line are relative to the current directory.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import importlib
 import sys
 
 COMMANDS = {
-    "run": ("invrob.runbook", "execute the study notebooks in order at a profile (make notebooks)"),
-    "sweep": ("invrob.sweep", "run a notebook over a grid of parameters (papermill; local or Dask)"),
+    "run": ("invrob.tooling.runbook", "execute the study notebooks in order at a profile (make notebooks)"),
+    "sweep": ("invrob.tooling.sweep", "run a notebook over a grid of parameters (papermill; local or Dask)"),
 }
 
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import studies
-from .errors import check_choice
+from .. import studies
+from ..errors import check_choice
 
 N_TRAIN = {"mnist": 60_000, "cifar10": 50_000}
 N_TEST = {"mnist": 10_000, "cifar10": 10_000}
