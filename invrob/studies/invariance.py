@@ -150,7 +150,7 @@ def informative_eps(robustness, model: str) -> list[float]:
     return [float(e) for e, a in at_lo.items() if low <= a <= high]
 
 
-FAMILIES = ("stdcnn", "gcnn_p4")  # the families the claims are about (StdCNNs and GCNNs)
+FAMILIES = tuple(SETTINGS["paper"]["models"])  # the families the claims are about: the paper's StdCNN and GCNN
 
 
 def not_in_run(frame) -> list[str]:
