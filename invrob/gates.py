@@ -171,6 +171,49 @@ CURRICULUM_ANCHOR = ("CuSP's stages (Kamath et al., NeurIPS 2021, cusp_cifar10.p
                      "epochs: no stage is a single epoch")
 
 
+# The published ε = 0.3 MNIST rows the adversarial gates are read against (AutoAttack's table,
+# Croce & Hein, ICML 2020: clean / accuracy the authors reported / standard AutoAttack, in %;
+# ../shared/README.md) — shown beside ours by :func:`published_comparison`.
+PUBLISHED_MNIST_EPS = 0.3
+PUBLISHED_MNIST = (
+    dict(method="Madry et al. (ICLR 2018): PGD-40 adversarial training", clean=98.53, reported=89.62,
+         autoattack=88.50),
+    dict(method="TRADES (Zhang et al., ICML 2019)", clean=99.48, reported=95.60, autoattack=92.81),
+    dict(method="fast adversarial training (Wong et al., ICLR 2020): FGSM with random start", clean=98.50,
+         reported=88.77, autoattack=82.93),
+)
+PUBLISHED_SOURCE = "Croce & Hein, ICML 2020 (AutoAttack's table): standard AutoAttack"
+
+
+def published_comparison(models, training: str, evaluation: str, eps: float = PUBLISHED_MNIST_EPS):
+    """The published MNIST rows at ε = 0.3 (:data:`PUBLISHED_MNIST`) with this run's own models at
+    that ε beside them, one row per method: clean and AutoAttack accuracy in %, our rows as the mean
+    over seeds with [min, max]. ``models``: a study's models table (MNIST rows with ``eps_train``,
+    ``clean`` and ``autoattack``); ``training`` / ``evaluation``: how our models were trained and
+    attacked, in words. A run without models at ``eps`` gets one row saying so."""
+    import pandas as pd
+
+    rows = [{"method": p["method"], "clean (%)": f"{p['clean']:.2f}", "AutoAttack (%)": f"{p['autoattack']:.2f}",
+             "reported by the authors (%)": f"{p['reported']:.2f}", "evaluation": PUBLISHED_SOURCE}
+            for p in PUBLISHED_MNIST]
+    ours = models[(models["dataset"] == "mnist") & ((models["eps_train"] - eps).abs() < 1e-9)]
+    if "recipe" in ours:
+        ours = ours[ours["recipe"].astype(str).str.startswith("adversarial")]
+    if not len(ours):
+        largest = models.loc[models["dataset"] == "mnist", "eps_train"].max()
+        rows.append({"method": f"this run: no model trained at ε = {eps:g} (largest ε: {largest:g})",
+                     "clean (%)": "—", "AutoAttack (%)": "—", "reported by the authors (%)": "—", "evaluation": "—"})
+    for model, group in ours.groupby("model", sort=False):
+        def spread(column):
+            v = group[column].astype(float) * 100
+            return f"{v.mean():.1f} [{v.min():.1f}, {v.max():.1f}]"
+        rows.append({"method": f"this run: {family_label(group.iloc[0])} — {training}",
+                     "clean (%)": spread("clean"), "AutoAttack (%)": spread("autoattack"),
+                     "reported by the authors (%)": "—",
+                     "evaluation": f"{evaluation}, {len(group)} seeds (mean [min, max])"})
+    return pd.DataFrame(rows).set_index("method")
+
+
 CIFAR_CLEAN = 0.90
 CIFAR_CLEAN_ANCHOR = "ResNet-20 on CIFAR-10: 91.25% (He et al., CVPR 2016, Table 6), less about 1 point"
 MADRY_CIFAR_AA = 0.443

@@ -47,6 +47,21 @@ def test_anchors_are_the_published_numbers():
         assert gate.anchor and gate.text()
 
 
+def test_published_rows_stand_beside_ours_at_eps_03():
+    table = models([("wong", 0.0, 0, 0.991, math.nan), ("wong", 0.3, 0, 0.990, 0.91), ("wong", 0.3, 1, 0.986, 0.87)])
+    found = gates.published_comparison(table, "PGD-5, 6 epochs", "APGD-CE on 100 points")
+    assert [m.split(" (")[0].split(":")[0] for m in found.index[:3]] == ["Madry et al.", "TRADES",
+                                                                          "fast adversarial training"]
+    assert found.iloc[0]["AutoAttack (%)"] == "88.50" and found.iloc[1]["clean (%)"] == "99.48"
+    ours = found.iloc[3]
+    assert "PGD-5, 6 epochs" in ours.name and "ε = 0.3" in ours.name
+    # mean over the two seeds with [min, max], in %; the natural model is not a row
+    assert (ours["clean (%)"], ours["AutoAttack (%)"]) == ("98.8 [98.6, 99.0]", "89.0 [87.0, 91.0]")
+    assert "2 seeds" in ours["evaluation"] and len(found) == 4
+    missing = gates.published_comparison(table[table["eps_train"] < 0.3], "x", "y")
+    assert "no model trained at ε = 0.3 (largest ε: 0)" in missing.index[-1]
+
+
 def test_a_metric_not_measured_fails_its_gate():
     table = models([("wong", 0.3, 0, 0.99, math.nan)])
     row = gates.gate_table(table, gates.adversarial_gates()).set_index("gate").loc["adversarial: AutoAttack"]

@@ -220,7 +220,7 @@ def synthetic():
     S3 = ADV.settings("cpu", models=["lenet"])  # the hand-made tables name LeNet
     th = {m: invariance.per_model(S1.thetas, m) for m in S1.models}
     eps_grid = {m: invariance.per_model(S1.eps_grid, m) for m in S1.models}
-    assert th == {"stdcnn": [0, 90, 180], "gcnn_p4": [0, 45]} and list(S1.seeds) == list(SEEDS)
+    assert th == {"stdcnn": [0, 45, 90], "gcnn_p4": [0, 45]} and list(S1.seeds) == list(SEEDS)
     inv = rotated({"stdcnn": dict(zip(th["stdcnn"], [0.30, 0.60, 0.90])),
                    "gcnn_p4": dict(zip(th["gcnn_p4"], [0.50, 0.95]))}, noise=0.01, phis=S1.phis)
     points = pd.concat([

@@ -69,11 +69,13 @@ def test_recipes_round_trip_and_reuse_chapter_03s_models():
     S = TRADE.settings("cpu")
     configs = TRADE.configs(S)
     paper_only = set(tradeoff.CPU_LEFT_TO_PAPER)  # optional / beyond a gate-passing cpu budget
-    assert paper_only == {REGULARISED, "joint 180°, ε=0.3", CURRICULUM}
+    assert paper_only == {REGULARISED, "joint 180°, ε=0.3", CURRICULUM, "rotation 180°"}
     assert len(configs) == (len(RECIPES) - len(paper_only)) * len(S.seeds)
     assert sorted({TRADE.recipe_of(c) for c in configs}) == sorted(set(RECIPES) - paper_only)
     paper = TRADE.configs(TRADE.settings("paper"))
-    assert sorted({TRADE.recipe_of(c) for c in paper}) == sorted(RECIPES)
+    assert sorted({TRADE.recipe_of(c) for c in paper}) == sorted(set(RECIPES) - {"rotation 90°"})
+    gpu = TRADE.configs(TRADE.settings("gpu"))  # gpu decides the cpu rows at 180° and repeats those at 90°
+    assert sorted({TRADE.recipe_of(c) for c in gpu}) == sorted(RECIPES)
     # natural and adversarial recipes are chapter 03's models: same weights, same checkpoints
     chapter03 = {c.digest() for c in ADV.configs(ADV.settings("cpu"))}
     shared = [c for c in configs if TRADE.recipe_of(c) in EPS]

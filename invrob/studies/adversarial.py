@@ -213,6 +213,22 @@ class AdversarialStudy(Study):
     geometry_closing = staticmethod(adversarial_tables.geometry_closing)
     per_phi_and_nulls = adversarial_tables.per_phi_and_nulls
 
+    def published(self, models, settings):
+        """Our models at ε = 0.3 beside the published MNIST rows (Madry et al., TRADES, fast
+        adversarial training; :func:`invrob.gates.published_comparison`), with how each side was
+        trained and attacked."""
+        from .. import gates as quality
+
+        S = settings
+        training = (f"PGD-{S.attack_steps} adversarial training, {S.epochs} epochs"
+                    + (f", ε ramped over the first {S.eps_warmup_epochs}" if S.eps_warmup_epochs else ""))
+        evaluation = ("standard AutoAttack" if S.aa_attacks is None else
+                      " + ".join(a.upper() for a in S.aa_attacks)
+                      + (f" ({S.aa_targets} targets)" if S.aa_targets else "")
+                      + (f", {S.aa_steps} steps" if S.aa_steps else ""))
+        points = "all test points" if S.attack_size is None else f"{S.attack_size:,} test points"
+        return quality.published_comparison(self.check("models", models), training, f"{evaluation} on {points}")
+
     def nulls(self, tables):
         """The orthogonality row's perturbations against the rotation tangent (:func:`null_table`)."""
         return null_table(tables["tangent_cosines"])

@@ -62,7 +62,8 @@ _NO_CIFAR = dict(cifar=False, cifar_models=["vgg16"], cifar_recipes=list(CIFAR_R
                  cifar_eps_attack=2 / 255)
 _MNIST = dict(width=None, lr_milestones=None, attack_alpha=None)  # the MNIST part's defaults (see part())
 
-CPU_LEFT_TO_PAPER = (REGULARISED, "joint 180°, ε=0.3", CURRICULUM)  # see the cpu settings
+CPU_LEFT_TO_PAPER = (REGULARISED, "joint 180°, ε=0.3", CURRICULUM, "rotation 180°")  # see the cpu settings
+PAPER_RECIPES = [r for r in RECIPES if r != "rotation 90°"]  # paper keeps its recipes (rotation ranges 30° and 180°)
 SETTINGS = {
     # smoke: one recipe per claim's arm but the regularised one (natural and adversarial ε=0.1 are
     # chapter 03's models)
@@ -83,6 +84,10 @@ SETTINGS = {
     # (optional in the issue that added it); and the two recipes that end at ε = 0.3 — joint training and CuSP, whose stages at 6 epochs would last 4, 1 and 1
     # epochs, below its gate (every stage ≥ 2 epochs needs ≥ 16). Trained here they cost ~15 of the
     # book's minutes for rows that are inconclusive by rule; their rows say they did not run.
+    # Rotation augmentation stops at 90° here, as chapter 01's StdCNN grid does: at 180° the 6-epoch
+    # recipe left the Wong net at 97.1% [96.9, 97.2] on inputs rotated in ±180° (2026-12-06, 5 seeds),
+    # below the 97.7% rotation gate, so the NeurIPS (a) row was inconclusive; the same recipe at 90°
+    # passes (see ../shared/README.md), at the same cost. gpu trains both 90° and 180°.
     "cpu": dict(models=["wong"], seeds=[0, 1, 2, 3, 4],
                 recipes=[r for r in RECIPES if r not in CPU_LEFT_TO_PAPER], final_eps=0.3,
                 train_size=None, epochs=6, batch_size=128, optimizer="adam", lr=5e-3, weight_decay=0.0,
@@ -99,7 +104,7 @@ SETTINGS = {
                 spatial_size=1000, attack_size=1000, eps_attack=0.1, aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3,
                 aa_steps=None, worst_k=10, phi=180, grid_angles=31, grid_shifts=5, rotation_grid=73, **_MNIST,
                 **_NO_CIFAR),
-    "paper": dict(models=["lenet", "gcnn_p4"], seeds=[0, 1, 2, 3, 4], recipes=list(RECIPES), final_eps=0.3,
+    "paper": dict(models=["lenet", "gcnn_p4"], seeds=[0, 1, 2, 3, 4], recipes=list(PAPER_RECIPES), final_eps=0.3,
                   train_size=None, epochs=30, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
                   lr_schedule="cosine", attack_steps=40, eps_warmup_epochs=5, test_size=None, gate_size=None, spatial_size=1000, attack_size=1000,
                   eps_attack=0.1, aa_attacks=None, aa_targets=None, aa_steps=None, worst_k=10, phi=180,

@@ -25,7 +25,7 @@ FLOOR = 0.05  # a measurement whose starting mean is below 5% has no room to sho
 NO_COST_MARGIN = 0.01  # Yang et al.: a clean-accuracy loss under 1 point counts as no cost
 
 # the recipes the progressive claims read, the natural one at the start of each grid
-ROTATION_ONLY = ["natural", "rotation 30°", "rotation 180°"]
+ROTATION_ONLY = ["natural", "rotation 30°", "rotation 90°", "rotation 180°"]  # those a profile trains
 ADVERSARIAL_ONLY = ["natural", *(name for recipes in RECIPES_OF.values() for name, fields in recipes.items()
                                  if set(fields) == {"eps", "warmup"})]  # both datasets' ε levels
 
