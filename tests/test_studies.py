@@ -523,6 +523,10 @@ def test_claims_name_the_families_not_in_the_run():
     assert row["verdict"] == "agree" and row["measured"].endswith("GCNN (p4): not in this run")
     both_families = rotated({"stdcnn": CURVES["clear"], "gcnn_p4": CURVES["clear"]}, noise=0.01)
     assert not_in_run(both_families) == [] and "not in this run" not in one(INV, invariance=both_families)["measured"]
+    # a grid that stops short of the paper's (cpu: θ ≤ 90°, where its recipe passes the rotation gate) says so too
+    short = both_families[both_families["theta"] <= 90]
+    assert not_in_run(short) == ["StdCNN θ > 90° (the paper's grid reaches 180°): not in this run"]
+    assert one(INV, invariance=short)["measured"].endswith("not in this run")
 
 
 def test_invariance_rule_needs_both_tests():

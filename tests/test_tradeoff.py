@@ -167,6 +167,15 @@ def test_adversarial_drops_with_rotation(values, noise, seeds, expected):
     assert row["verdict"] == expected
     if values[0] < tradeoff.FLOOR:
         assert "floor" in row["measured"]
+    assert "not in this run" not in row["measured"]  # the grid reaches 180°
+
+
+def test_rotation_ranges_short_of_the_papers_say_so():
+    """cpu's rotation recipes stop at 90° (where its recipe passes the rotation gate): the row says what is missing."""
+    row = verdict(ROTATION_CLAIM, accuracy(along(["natural", "rotation 30°", "rotation 90°"], "adversarial",
+                                                 [0.40, 0.30, 0.20]), 0.01, SEEDS))
+    assert row["verdict"] == "agree" and "θ = 0° → 90°" in row["measured"]
+    assert "rotation ranges beyond 90° (the paper's reach 180°): not in this run" in row["measured"]
 
 
 @pytest.mark.parametrize("claim, measure", [(GRID_CLAIM, "spatial_grid"), (ROTGRID_CLAIM, "rotation_30")])

@@ -155,11 +155,21 @@ def informative_eps(robustness, model: str) -> list[float]:
 FAMILIES = tuple(SETTINGS["paper"]["models"])  # the families the claims are about: the paper's StdCNN and GCNN
 
 
+PAPER_THETA = {m: max(per_model(SETTINGS["paper"]["thetas"], m)) for m in FAMILIES}  # the paper's largest θ
+
+
 def not_in_run(frame) -> list[str]:
-    """A claim text's part for each of :data:`FAMILIES` with no rows in ``frame``: the claim is
-    about it, this run did not train it (the cpu profile leaves the p4 GCNN to gpu and paper)."""
+    """A claim text's parts for what the claim is about and this run did not train: each of
+    :data:`FAMILIES` with no rows in ``frame`` (the cpu profile leaves the p4 GCNN to gpu and
+    paper), and a family's θ beyond the largest in ``frame`` up to the paper's (:data:`PAPER_THETA`;
+    the cpu profile's rotation ranges stop at 90°, where its recipe passes the rotation gate)."""
     present = set(frame["model"])
-    return [f"{label(m)}: not in this run" for m in FAMILIES if m not in present]
+    parts = [f"{label(m)}: not in this run" for m in FAMILIES if m not in present]
+    for m in FAMILIES:
+        top = frame.loc[frame["model"] == m, "theta"].max() if m in present else None
+        if top is not None and top < PAPER_THETA[m]:
+            parts.append(f"{label(m)} θ > {top:g}° (the paper's grid reaches {PAPER_THETA[m]:g}°): not in this run")
+    return parts
 
 
 def _invariance_improves(tables) -> tuple[str, str]:
