@@ -56,7 +56,7 @@ def pytest_collection_finish(session):
     config.stash[SMOKE_RUNS] = runs  # before anything can fail, so that unconfigure cleans up
     try:
         runs["data"] = regression.prepare_data(root / "data")
-        runs["main"] = regression.start_smoke_run(root / "main", runs["data"], {})
+        runs["main"] = regression.start_smoke_run(root / "main", runs["data"], {}, book=root / "book")
         runs["alt"] = regression.start_smoke_run(root / "alt", runs["data"], regression.ALT_KERNELS)
     except BaseException:
         for name in ("main", "alt"):

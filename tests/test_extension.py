@@ -179,33 +179,39 @@ def extended(tmp_path_factory):
         from invrob.tooling.runbook import run_all
         run_all("smoke", Path("executed"), Path("."), fresh=True, log=lambda line: None)
     ''')
-    # the reference: the study's own computation, called directly (fresh models, no notebook)
-    python('''
-        from invrob import profiles, studies
+    # the reference: the study's own computation, called directly (fresh models, no notebook); then,
+    # in the same process (one import of the copy, not three), what the copy discovers and the
+    # notebook's table checked against that reference
+    facts = json.loads(python('''
+        import json
+        import pandas as pd
+        import invrob
+        from invrob import attacks, models, profiles, studies
+        from invrob.tooling import regression
+        from invrob.tooling.runbook import study_notebooks
         from invrob.utils import atomic_to_csv
         profiles.use_dtype("smoke")
         study = studies.get("noise")
         table = study.measure(profiles.settings("noise", "smoke"), "reference-checkpoints")
         atomic_to_csv(table, "tests/reference/smoke/98_noise/noise.csv")
-    ''')
-    return root, python
+        frame = studies.get("noise").check("noise", pd.read_csv("results/smoke/98_noise/noise.csv"))
+        print(json.dumps(dict(
+            file=invrob.__file__, attacks=attacks.attack_names(), models=models.model_names("mnist"),
+            studies=list(studies.STUDIES), profiles=sorted(profiles.STUDIES),
+            notebooks=[p.name for p in study_notebooks()],
+            rows=len(frame), eps=sorted(set(frame["eps"])), acc=frame["accuracy"].tolist(),
+            problems=regression.compare_results("results/smoke", "tests/reference/smoke"))))
+    '''))
+    return root, python, facts
 
 
 def test_the_copy_imports_itself_not_the_checkout(extended):
-    root, python = extended
-    assert python("import invrob; print(invrob.__file__)").strip() == str(root / "invrob" / "__init__.py")
+    root, _, facts = extended
+    assert facts["file"] == str(root / "invrob" / "__init__.py")
 
 
 def test_added_attack_model_and_study_are_discovered(extended):
-    _, python = extended
-    found = json.loads(python('''
-        import json
-        from invrob import attacks, models, profiles, studies
-        from invrob.tooling.runbook import study_notebooks
-        print(json.dumps(dict(attacks=attacks.attack_names(), models=models.model_names("mnist"),
-                              studies=list(studies.STUDIES), profiles=sorted(profiles.STUDIES),
-                              notebooks=[p.name for p in study_notebooks()])))
-    '''))
+    _, _, found = extended
     assert "uniform-noise" in found["attacks"] and "pgd" in found["attacks"]
     assert "linear" in found["models"] and "wong" in found["models"]
     assert "noise" in found["studies"] and "invariance" in found["studies"] and "noise" in found["profiles"]
@@ -213,22 +219,13 @@ def test_added_attack_model_and_study_are_discovered(extended):
 
 
 def test_added_study_runs_through_the_smoke_path(extended):
-    root, python = extended
+    root, python, report = extended
     executed = json.loads((root / "executed" / "98_noise.ipynb").read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     shown = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "uniform noise lowers accuracy" in shown
-    # the table the notebook saved passes its study's schema and the numeric regression check
-    report = json.loads(python('''
-        import json
-        import pandas as pd
-        from invrob import studies
-        from invrob.tooling import regression
-        frame = studies.get("noise").check("noise", pd.read_csv("results/smoke/98_noise/noise.csv"))
-        print(json.dumps(dict(rows=len(frame), eps=sorted(set(frame["eps"])), acc=frame["accuracy"].tolist(),
-                              problems=regression.compare_results("results/smoke", "tests/reference/smoke"))))
-    '''))
+    # the table the notebook saved passes its study's schema and the numeric regression check (the fixture ran it)
     assert report["rows"] == 4 and report["eps"] == [0.0, 0.5] and report["problems"] == []
     assert all(0.0 <= a <= 1.0 for a in report["acc"])
     # the check can fail: a moved number is reported against the reference folder given

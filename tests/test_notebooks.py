@@ -18,9 +18,7 @@ that the regression checks are portable. Re-record with ``make nbval-update``.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +26,9 @@ import pandas as pd
 import pytest
 
 from invrob.tooling import regression
-from invrob.tooling.regression import (ALT_KERNELS, RECORDED, REFERENCE, SANITIZE, TOLERANCE_FILE,
+from invrob.tooling.regression import (RECORDED, REFERENCE, SANITIZE, TOLERANCE_FILE,
                                compare_notebooks, compare_results, compare_table, load_spec)
-from invrob.tooling.runbook import for_book, study_notebooks
+from invrob.tooling.runbook import study_notebooks
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = study_notebooks()
@@ -50,29 +48,19 @@ def _finished(process, root: Path, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def smoke(smoke_runs):
-    """The one smoke execution (and the book built from it); the second-kernel run beside it.
+    """The one smoke execution and the book built from it (both in the background process,
+    ``invrob.tooling.regression.build_book``); the second-kernel run beside it.
 
     Both runs started in the background when the tests were collected (tests/conftest.py)."""
     runs = smoke_runs
     root = runs["root"]
     _finished(runs["main"], root / "main", "main")
     book = root / "book"
-    book.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / name, book / name)
-    shutil.copytree(REPO / "book", book / "book", ignore=shutil.ignore_patterns("experiments"))
-    chapters = book / "book" / "experiments"
-    chapters.mkdir()
-    for notebook in NOTEBOOKS:  # the book renders its own copies, as `make notebooks` writes them
-        shutil.copy(root / "main" / "executed" / notebook.name, chapters / notebook.name)
-        for_book(chapters / notebook.name)
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, as `make book` uses
-    build = subprocess.run([str(jupyter_book), "build", str(book), "--path-output", str(book),
-                            "--warningiserror", "--keep-going"], capture_output=True, text=True, cwd=book)
+    build = json.loads((book / "build.json").read_text())
     times = pd.read_csv(root / "main" / "results" / "smoke" / "notebook_times.csv")  # invrob.tooling.runbook.record_time
     return {"root": root, "data": runs["data"], "main": root / "main", "book": book, "build": build,
             "seconds": dict(zip(times["notebook"], times["seconds"])),
-            "executed": root / "main" / "executed", "chapters": chapters, "alt": runs["alt"]}
+            "executed": root / "main" / "executed", "chapters": book / "book" / "experiments", "alt": runs["alt"]}
 
 
 @pytest.fixture(scope="session")
@@ -353,8 +341,8 @@ def test_smoke_measurements_are_sane(smoke):
 
 
 def test_book_builds_without_warnings(smoke):
-    build = smoke["build"]
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    build = smoke["build"]  # the background run built it (invrob.tooling.regression.build_book)
+    assert build["returncode"] == 0, build["stdout"][-3000:] + build["stderr"][-3000:]
 
 
 def test_book_pages_and_figures_exist_and_show_no_errors(smoke):

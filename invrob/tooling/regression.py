@@ -370,16 +370,46 @@ def smoke_run(workdir: str | Path, data: str | Path, dest: str | Path | None = N
                 os.environ[key] = value
 
 
-def start_smoke_run(workdir: str | Path, data: str | Path, env: dict[str, str]) -> subprocess.Popen:
+def build_book(executed: str | Path, book: str | Path, source: str | Path = REPO) -> Path:
+    """The Jupyter Book of a smoke run, as ``make book`` builds it: ``source``'s ``_config.yml``,
+    ``_toc.yml`` and ``book/`` pages with the executed notebooks in ``executed`` as its chapters
+    (each prepared by :func:`~invrob.tooling.runbook.for_book`), built into ``book/_build/html``
+    (warnings are errors). Writes ``book/build.json``: the build's return code, stdout and stderr."""
+    import json
+
+    from .runbook import for_book
+
+    executed, book, source = Path(executed), Path(book), Path(source)
+    book.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(source / name, book / name)
+    shutil.copytree(source / "book", book / "book", ignore=shutil.ignore_patterns("experiments"))
+    chapters = book / "book" / "experiments"
+    chapters.mkdir()
+    for notebook in sorted(executed.glob("[0-9][0-9]_*.ipynb")):  # the book renders its own copies
+        shutil.copy(notebook, chapters / notebook.name)
+        for_book(chapters / notebook.name)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, as `make book` uses
+    done = subprocess.run([str(jupyter_book), "build", str(book), "--path-output", str(book),
+                           "--warningiserror", "--keep-going"], capture_output=True, text=True, cwd=book)
+    path = book / "build.json"
+    path.write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}))
+    return path
+
+
+def start_smoke_run(workdir: str | Path, data: str | Path, env: dict[str, str],
+                    book: str | Path | None = None) -> subprocess.Popen:
     """:func:`smoke_run` in a subprocess with extra environment variables (e.g. :data:`ALT_KERNELS`:
     the kernel selection is read when torch loads, so it needs a process of its own).
 
-    Output goes to ``workdir/run.log``. The run leads a session of its own, so
+    Output goes to ``workdir/run.log``. ``book``: then build the run's book there
+    (:func:`build_book`), in the same background process. The run leads a session of its own, so
     :func:`stop_smoke_run` stops it together with its notebook kernels."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
+    extra = ["--book", str(book)] if book is not None else []
     with open(Path(workdir) / "run.log", "w") as log:  # the child holds its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "invrob.tooling.regression", "run", "--workdir", str(workdir),
-                                 "--data", str(data)], env={**os.environ, **env}, stdout=log,
+                                 "--data", str(data), *extra], env={**os.environ, **env}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -422,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="one smoke run into a working folder")
     run.add_argument("--workdir", required=True)
     run.add_argument("--data", default=None, help="a folder from prepare_data (default: make one)")
+    run.add_argument("--book", default=None, help="then build the run's Jupyter Book in this new folder")
     rec = sub.add_parser("record", help="re-record tests/reference/smoke and tests/notebooks")
     rec.add_argument("--workdir", default=None)
     rec.add_argument("--reference", default=str(REFERENCE),
@@ -436,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             data = args.data or prepare_data(Path(args.workdir) / "data")
             smoke_run(args.workdir, data, log=lambda line: print(line, flush=True))
+            if args.book:
+                build_book(Path(args.workdir) / "executed", args.book)
             return 0
         if args.command == "check":
             problems = compare_results(args.results, args.reference)
