@@ -232,7 +232,15 @@ def test_rotation_augmentation_costs_linf_against_certified_rotation(cert, aa, e
     found, measured = verdict(COSTS, certificates=certificates(rotation(cert)),
                               robust_points=robust_points(rotation(aa)))
     assert found == expected, measured
-    assert "AutoAttack accuracy at ε = 0.1" in measured
+    assert "AutoAttack accuracy at ε = 0.1" in measured and "not in this run" not in measured
+
+
+def test_claim_b_says_what_its_rotation_ranges_leave_out():
+    """cpu's rotation recipes stop at 90° (where its recipe passes the rotation gate): the row says so."""
+    found, measured = verdict(COSTS, certificates=certificates(rotation({0: 0.6, 30: 0.8, 90: 1.0})),
+                              robust_points=robust_points(rotation({0: 0.4, 30: 0.3, 90: 0.2})))
+    assert found == "agree" and "θ = 0° → 90°" in measured
+    assert measured.endswith("rotation ranges beyond 90° (the paper's reach 180°): not in this run")
 
 
 def test_claim_b_reads_only_chapter_05_s_natural_and_rotation_recipes():
@@ -270,6 +278,17 @@ def test_the_lie_derivative_orders_the_models(pairs, expected):
     frame = measures(dict(zip(FAMILIES, pairs)))
     found, measured = verdict(ORDERS, measures=frame)
     assert found == expected, measured
+    if len(pairs) >= 4:  # beside the rule: the other local measures' ordering (here the logits' is the same)
+        rho = certified.spearman([-p[0] for p in pairs], [p[1] for p in pairs])
+        assert f"shown, not the rule: −(logit Lie derivative) vs rotated accuracy ρ = {rho:+.2f}" in measured
+        assert "clean accuracy ρ" not in measured  # clean accuracy is the same for every family here: no ρ
+
+
+def test_the_lie_row_shows_how_much_of_its_order_is_confidence():
+    """The softmax's Lie derivative shrinks as a model grows confident: the row shows ρ against clean accuracy."""
+    frame = measures(dict(zip(FAMILIES, [(0.001 * (k + 1), 0.9 - 0.1 * k) for k in range(6)])))
+    frame["clean"] = 1.0 - frame["lie_softmax"]  # the more confident, the smaller the derivative
+    assert "−(softmax Lie derivative) vs clean accuracy ρ = +1.00" in verdict(ORDERS, measures=frame)[1]
 
 
 # ---------------------------------------------------------------------- all claims, gates, text

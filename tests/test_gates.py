@@ -52,12 +52,15 @@ def test_published_rows_stand_beside_ours_at_eps_03():
     found = gates.published_comparison(table, "PGD-5, 6 epochs", "APGD-CE on 100 points")
     assert [m.split(" (")[0].split(":")[0] for m in found.index[:3]] == ["Madry et al.", "TRADES",
                                                                           "fast adversarial training"]
-    assert found.iloc[0]["AutoAttack (%)"] == "88.50" and found.iloc[1]["clean (%)"] == "99.48"
+    robust = "robust accuracy at ε = 0.3 (%)"
+    assert found.iloc[0][robust] == "88.50" and found.iloc[1]["clean (%)"] == "99.48"
     ours = found.iloc[3]
     assert "PGD-5, 6 epochs" in ours.name and "ε = 0.3" in ours.name
     # mean over the two seeds with [min, max], in %; the natural model is not a row
-    assert (ours["clean (%)"], ours["AutoAttack (%)"]) == ("98.8 [98.6, 99.0]", "89.0 [87.0, 91.0]")
-    assert "2 seeds" in ours["evaluation"] and len(found) == 4
+    assert (ours["clean (%)"], ours[robust]) == ("98.8 [98.6, 99.0]", "89.0 [87.0, 91.0]")
+    assert "100 test points × 2 seeds" in ours["evaluation"] and len(found) == 4
+    # the interval over the 100 shared points (Wilson, 90%) around 89%, not over seeds × points
+    assert "90% interval over the points [82.8, 93.2]" in ours["evaluation"]
     missing = gates.published_comparison(table[table["eps_train"] < 0.3], "x", "y")
     assert "no model trained at ε = 0.3 (largest ε: 0)" in missing.index[-1]
 

@@ -109,6 +109,8 @@ def _rotation_costs(tables) -> tuple[str, str]:
                      f"rotation accuracy at r = {CLAIM_RADIUS:g}° {c_text} — {reading}")
     if not parts:
         return "no natural and rotation-augmented recipes of chapter 05 with AutoAttack rows in this run", NOT_RUN
+    if cert["theta"].max() < 180:  # the cpu profile's rotation ranges stop at 90°, where its recipe passes its gate
+        parts.append(f"rotation ranges beyond {cert['theta'].max():g}° (the paper's reach 180°): not in this run")
     return "chapter 05's natural and rotation-augmented recipes, paired by seed and test point: " + \
         "; ".join(parts), combine(verdicts)
 
@@ -187,6 +189,24 @@ def rank_agreement(measures, x: str = "lie_softmax", y: str = "rotated_180", n_b
                 p_negative=down, lo=float(lo), hi=float(hi))
 
 
+def _lie_context(measures) -> str:
+    """What else orders the families (shown beside the Lie row, not part of its rule): the softmax's
+    Lie derivative is p·(∂z − E_p ∂z), so it also shrinks as a model grows confident — ρ against clean
+    accuracy says how much of the ordering that is; the logits' Lie derivative and the 15° invariance
+    error are the other local measures of the chapter."""
+    import numpy as np
+
+    means = measures.groupby(["model", "recipe"], sort=False)[
+        [c for c in ("lie_softmax", "lie_logits", "invariance_15", "clean", "rotated_180") if c in measures]].mean()
+    shown = [("−(softmax Lie derivative) vs clean accuracy", "lie_softmax", "clean"),
+             ("−(logit Lie derivative) vs rotated accuracy", "lie_logits", "rotated_180"),
+             ("−(15° invariance error) vs rotated accuracy", "invariance_15", "rotated_180")]
+    rhos = [(what, spearman(-means[x].to_numpy(float), means[y].to_numpy(float)))
+            for what, x, y in shown if x in means and y in means]
+    parts = [f"{what} ρ = {rho:+.2f}" for what, rho in rhos if np.isfinite(rho)]  # a constant column: no ρ
+    return f" (shown, not the rule: {'; '.join(parts)})" if parts else ""
+
+
 def _lie_orders(tables) -> tuple[str, str]:
     measures = tables["measures"]
     found = rank_agreement(measures)
@@ -199,6 +219,7 @@ def _lie_orders(tables) -> tuple[str, str]:
             f"interval over seeds [{found['lo']:+.2f}, {found['hi']:+.2f}]")
     if k < MIN_FAMILIES:
         return text + f" — fewer than {MIN_FAMILIES} families: no permutation test at level {ALPHA:g}", "inconclusive"
+    text += _lie_context(measures)
     if found["p_positive"] <= ALPHA and found["lo"] > 0:
         return text, "agree"
     if found["p_negative"] <= ALPHA and found["hi"] < 0:
