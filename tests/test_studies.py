@@ -1139,6 +1139,12 @@ def test_scorecard_counts_distinct_claims_once_and_not_run_apart():
         agree=1, disagree=1, inconclusive=0, **{"not run": 1}, claims=3)
     assert counts.loc["Mechanisms the paper offers", "inconclusive"] == 1
     assert "3 distinct claims" in studies.scorecard.sentence(rows, "cpu")
+    assert "leaves out" not in studies.scorecard.sentence(rows, "cpu")
+    # a row that names what its run leaves out (cpu: no GCNN, θ ≤ 90°) scopes its distinct claim, once
+    scoped = rows.assign(measured=["x; GCNN (p4): not in this run", "y", "z", "w", "v", "u", "t"])
+    assert studies.scorecard.sentence(scoped, "cpu").endswith(
+        " 1 of the paper's claims that ran rests on part of what the paper speaks about: its rows name the "
+        "families or ranges this run leaves out.")
 
 
 # ---------------------------------------------------------------------- the chapters' tables and closing text

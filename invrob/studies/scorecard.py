@@ -77,8 +77,17 @@ def sentence(rows, profile: str) -> str:
     parts = [f"{int(paper.get(v, 0))} {w}" for v, w in (("agree", "agree"), ("disagree", "disagree"),
                                                         ("inconclusive", "inconclusive"), (NOT_RUN, "not run"))
              if paper.get(v, 0)]
-    return (f"Of the paper's {n} distinct claim{'s' if n != 1 else ''} tested at the {profile} profile: "
+    text = (f"Of the paper's {n} distinct claim{'s' if n != 1 else ''} tested at the {profile} profile: "
             + ", ".join(parts) + ". Mechanisms, our own claims and other papers' results are counted apart.")
+    measured = rows["measured"] if "measured" in rows else [""] * len(rows)
+    scoped = {key for key, m in zip(rows["key"], measured) if "not in this run" in str(m)}
+    ran = table[(table["kind"] == "paper") & (table["verdict"] != NOT_RUN)]
+    k = int(ran["key"].isin(scoped).sum())
+    if k:  # e.g. cpu: no p4 GCNN, rotation ranges up to 90°
+        text += (f" {k} of the paper's claims that ran {'rests' if k == 1 else 'rest'} on part of what the paper "
+                 f"speaks about: {'its rows name' if k == 1 else 'their rows name'} the families or ranges this run "
+                 "leaves out.")
+    return text
 
 
 def markdown(frame, index: bool = True) -> str:
