@@ -213,25 +213,22 @@ class AdversarialStudy(Study):
     geometry_closing = staticmethod(adversarial_tables.geometry_closing)
     per_phi_and_nulls = adversarial_tables.per_phi_and_nulls
 
-    def show_published(self, models, settings) -> str:
+    def show_published(self, models, robustness, settings) -> str:
         """:meth:`published` as the chapter shows it (Markdown: no cell is cut short)."""
-        return self.published(models, settings).to_markdown()
+        return self.published(models, robustness, settings).to_markdown()
 
-    def published(self, models, settings):
+    def published(self, models, robustness, settings):
         """Our models at ε = 0.3 beside the published MNIST rows (Madry et al., TRADES, fast
-        adversarial training; :func:`invrob.gates.published_comparison`), with how each side was
-        trained and attacked."""
+        adversarial training; :func:`invrob.gates.published_comparison`), with how ours were trained
+        (``settings``) and attacked (the attack the ``robustness`` table names)."""
         from .. import gates as quality
 
         S = settings
         training = (f"PGD-{S.attack_steps} adversarial training, {S.epochs} epochs"
                     + (f", ε ramped over the first {S.eps_warmup_epochs}" if S.eps_warmup_epochs else ""))
-        evaluation = ("standard AutoAttack" if S.aa_attacks is None else
-                      " + ".join(a.upper() for a in S.aa_attacks)
-                      + (f" ({S.aa_targets} targets)" if S.aa_targets else "")
-                      + (f", {S.aa_steps} steps" if S.aa_steps else ""))
-        return quality.published_comparison(self.check("models", models), training,
-                                            f"{evaluation}, not the standard ensemble")
+        attack = str(self.check("robustness", robustness).loc[lambda r: r["eps"] > 0, "attack"].iloc[0])
+        evaluation = attack if attack == "AutoAttack" else f"{attack}, not the standard ensemble"
+        return quality.published_comparison(self.check("models", models), training, evaluation)
 
     def nulls(self, tables):
         """The orthogonality row's perturbations against the rotation tangent (:func:`null_table`)."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from .base import NOT_RUN, Claim
 from .certified_sources import TAGS
-from .rules import ALPHA, PROGRESSIVE_RULE, change_over_grid, combine, label, models_in
+from .rules import ALPHA, PROGRESSIVE_RULE, change_over_grid, combine, label, models_in, ranges_left_out
+from .tradeoff_claims import ROTATION_REACH
 
 CLAIM_RADIUS = 15.0       # the certified radius the claims read (degrees), fixed before the first run
 FLOOR = 0.05              # a measurement whose starting mean is below 5% has no room to drop
@@ -109,8 +110,7 @@ def _rotation_costs(tables) -> tuple[str, str]:
                      f"rotation accuracy at r = {CLAIM_RADIUS:g}° {c_text} — {reading}")
     if not parts:
         return "no natural and rotation-augmented recipes of chapter 05 with AutoAttack rows in this run", NOT_RUN
-    if cert["theta"].max() < 180:  # the cpu profile's rotation ranges stop at 90°, where its recipe passes its gate
-        parts.append(f"rotation ranges beyond {cert['theta'].max():g}° (the paper's reach 180°): not in this run")
+    parts += ranges_left_out(cert["theta"].max(), ROTATION_REACH)
     return "chapter 05's natural and rotation-augmented recipes, paired by seed and test point: " + \
         "; ".join(parts), combine(verdicts)
 

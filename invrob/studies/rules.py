@@ -242,6 +242,12 @@ def change_test(a, b, claim: str, margin: float | None = None, fmt: str = "+.1%"
     return text, stats.verdict(claim, result, margin=margin, alpha=ALPHA)
 
 
+def ranges_left_out(top: float, reach: float) -> list[str]:
+    """A claim text's part when a run's rotation ranges stop at ``top`` short of the paper's ``reach``
+    (degrees; the cpu profile stops at 90°, where its recipes pass the rotation gate), else none."""
+    return [f"rotation ranges beyond {top:g}° (the paper's reach {reach:g}°): not in this run"] if top < reach else []
+
+
 def label(model: str) -> str:
     """The display name of a model (StdCNN, GCNN (p4), LeNet): :func:`invrob.plots.model_label`."""
     from ..plots import model_label

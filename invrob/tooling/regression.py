@@ -377,7 +377,7 @@ def build_book(executed: str | Path, book: str | Path, source: str | Path = REPO
     (warnings are errors). Writes ``book/build.json``: the build's return code, stdout and stderr."""
     import json
 
-    from .runbook import for_book
+    from .runbook import for_book, study_notebooks
 
     executed, book, source = Path(executed), Path(book), Path(source)
     book.mkdir(parents=True)
@@ -386,7 +386,7 @@ def build_book(executed: str | Path, book: str | Path, source: str | Path = REPO
     shutil.copytree(source / "book", book / "book", ignore=shutil.ignore_patterns("experiments"))
     chapters = book / "book" / "experiments"
     chapters.mkdir()
-    for notebook in sorted(executed.glob("[0-9][0-9]_*.ipynb")):  # the book renders its own copies
+    for notebook in study_notebooks(executed):  # the book renders its own copies
         shutil.copy(notebook, chapters / notebook.name)
         for_book(chapters / notebook.name)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, as `make book` uses
