@@ -357,6 +357,33 @@ def _ols_slope(x: np.ndarray, y: np.ndarray) -> float:
     return float((xc * (y - y.mean())).sum() / sxx)
 
 
+def _boot_slopes(x: np.ndarray, y: np.ndarray, members: list[np.ndarray], rng, n_boot: int) -> np.ndarray:
+    """``n_boot`` bootstrap slopes, each on whole groups (``members``: the rows of each) drawn with
+    replacement; NaN for a draw with one x value only. When the groups are of one size (every seed
+    covers the same grid) all draws are one array operation: the same draws from ``rng`` and the
+    same sums, row by row, as the one-draw-at-a-time loop of the general case."""
+    units = len(members)
+    if len({len(m) for m in members}) == 1:
+        picks = rng.integers(0, units, size=(n_boot, units))   # the stream the loop below draws
+        rows = np.stack(members)[picks].reshape(n_boot, -1)
+        xs, ys = x[rows], y[rows]
+        xc = xs - xs.mean(axis=1, keepdims=True)
+        sxx = (xc ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples = (xc * (ys - ys.mean(axis=1, keepdims=True))).sum(axis=1) / sxx
+        samples[np.ptp(xs, axis=1) == 0] = np.nan
+        return samples
+    samples = np.empty(n_boot)
+    for r in range(n_boot):
+        rows = np.concatenate([members[u] for u in rng.integers(0, units, size=units)])
+        xs = x[rows]
+        if np.ptp(xs) == 0:   # a draw with one x value only (tiny flat samples): no slope
+            samples[r] = np.nan
+            continue
+        samples[r] = _ols_slope(xs, y[rows])
+    return samples
+
+
 def slope(x, y, groups=None, n_boot: int = 2000, seed: int = 0,
           alpha: float = 0.05) -> BootstrapResult:
     """Least-squares slope of ``y`` on ``x`` over the whole grid, with a bootstrap CI over seeds.
@@ -403,14 +430,7 @@ def slope(x, y, groups=None, n_boot: int = 2000, seed: int = 0,
         raise InvrobError("slope needs at least two seeds (groups) to bootstrap over")
     members = [np.flatnonzero(inverse == u) for u in range(len(units))]
     rng = np.random.default_rng(seed)
-    samples = np.empty(n_boot)
-    for r in range(n_boot):
-        rows = np.concatenate([members[u] for u in rng.integers(0, len(units), size=len(units))])
-        xs = x[rows]
-        if np.ptp(xs) == 0:   # a draw with one x value only (tiny flat samples): no slope
-            samples[r] = np.nan
-            continue
-        samples[r] = _ols_slope(xs, y[rows])
+    samples = _boot_slopes(x, y, members, rng, n_boot)
     samples = samples[np.isfinite(samples)]
     if samples.size < 2:
         raise InvrobError("slope: too few valid bootstrap replicates (too little data)")

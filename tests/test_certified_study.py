@@ -21,6 +21,7 @@ from invrob.errors import InvrobError
 from invrob.measures import HEURISTIC_NOTE
 from invrob.studies import certified, tradeoff
 from invrob.studies.base import NOT_RUN, PROFILES
+from invrob.studies.rules import ALPHA
 from invrob.studies.certified import CLAIM_RADIUS, MEASURES, TAGS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -265,6 +266,31 @@ def test_spearman_and_its_exact_permutation_test():
     up, _ = certified.permutation_p(x, x, n_perm=2000)  # beyond 8 values: random orderings
     assert up == pytest.approx(1 / 2001)
     assert np.isnan(certified.spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_rank_agreement_bootstrap_is_the_family_by_family_loop():
+    """The Lie row's bootstrap draws every replicate at once: the same draws (family by family,
+    replicate by replicate) and the same ρ as the plain loop, also with families of unequal seeds."""
+    g = np.random.default_rng(0)
+    rows = [dict(model="stdcnn", recipe=f"r{f}", seed=s, lie_softmax=float(g.integers(0, 3)) if f == 2 else g.random(),
+                 rotated_180=g.random()) for f, n in enumerate([5, 3, 5, 4, 1]) for s in range(n)]
+    frame = pd.DataFrame(rows)
+    found = certified.rank_agreement(frame, n_boot=400, seed=2)
+    groups = [grp for _, grp in frame.groupby(["model", "recipe"], sort=False)]
+    rng, rhos = np.random.default_rng(2), []
+    for _ in range(400):
+        bx, by = [], []
+        for grp in groups:
+            pick = rng.integers(0, len(grp), len(grp))
+            bx.append(-grp["lie_softmax"].to_numpy()[pick].mean())
+            by.append(grp["rotated_180"].to_numpy()[pick].mean())
+        rhos.append(scipy_stats.spearmanr(bx, by).statistic)
+    rhos = np.asarray(rhos)
+    lo, hi = np.quantile(rhos[np.isfinite(rhos)], [ALPHA, 1 - ALPHA])
+    assert (found["lo"], found["hi"]) == pytest.approx((lo, hi), abs=1e-12)
+    assert found["families"] == 5 and found["rho"] == pytest.approx(
+        scipy_stats.spearmanr(-frame.groupby(["model", "recipe"], sort=False)["lie_softmax"].mean(),
+                              frame.groupby(["model", "recipe"], sort=False)["rotated_180"].mean()).statistic)
 
 
 @pytest.mark.parametrize("pairs, expected", [

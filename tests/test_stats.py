@@ -166,6 +166,32 @@ def test_slope_over_the_grid():
     assert verdict("unchanged", none, margin=0.001) == "agree"   # < 0.1 points per 100° either way
 
 
+def test_slope_bootstrap_is_the_one_draw_at_a_time_loop():
+    """Seeds of one grid size are bootstrapped in one array operation: the same draws and the same
+    sums as resampling one replicate at a time, so the interval is bit for bit the loop's; seeds of
+    unequal grids take the loop itself."""
+    from invrob.stats import _ols_slope
+
+    def loop(x, y, groups, n_boot, seed):
+        units = np.unique(groups)
+        members = [np.flatnonzero(groups == u) for u in units]
+        rng, out = np.random.default_rng(seed), []
+        for _ in range(n_boot):
+            rows = np.concatenate([members[u] for u in rng.integers(0, len(units), size=len(units))])
+            out.append(np.nan if np.ptp(x[rows]) == 0 else _ols_slope(x[rows], y[rows]))
+        out = np.asarray(out)
+        return out[np.isfinite(out)]
+
+    g = np.random.default_rng(3)
+    for seeds, grid in [(5, 4), (3, 9), (2, 2), (7, 3)]:
+        x = np.tile(g.choice([0.0, 0.05, 0.1, 0.2, 0.3], grid), seeds)
+        y, groups = g.random(seeds * grid), np.repeat(np.arange(seeds), grid)
+        assert np.array_equal(slope(x, y, groups=groups, n_boot=300, seed=4).samples, loop(x, y, groups, 300, 4))
+    uneven = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])                   # seeds with 3, 2 and 4 grid points
+    x, y = g.choice([0.0, 45.0, 90.0], 9), g.random(9)
+    assert np.array_equal(slope(x, y, groups=uneven, n_boot=300).samples, loop(x, y, uneven, 300, 0))
+
+
 @pytest.mark.parametrize("call", [
     lambda: paired_bootstrap(np.zeros((2, 3)), np.zeros((2, 4))),
     lambda: paired_bootstrap(np.zeros((2, 3, 4)), np.zeros((2, 3, 4))),

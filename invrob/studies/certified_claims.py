@@ -125,10 +125,18 @@ def spearman(x, y) -> float:
     """Spearman's rank correlation (average ranks for ties; NaN when either side is constant)."""
     import numpy as np
 
-    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = float(np.sqrt((rx ** 2).sum() * (ry ** 2).sum()))
-    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+    return float(_spearman_rows(np.asarray(x, float), np.asarray(y, float)))
+
+
+def _spearman_rows(x, y):
+    """:func:`spearman` of each row of ``x`` and ``y`` (``(..., k)`` arrays), as an array."""
+    import numpy as np
+
+    rx, ry = _ranks(x), _ranks(y)
+    rx, ry = rx - rx.mean(axis=-1, keepdims=True), ry - ry.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((rx ** 2).sum(axis=-1) * (ry ** 2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rx * ry).sum(axis=-1) / denom, np.nan)
 
 
 def permutation_p(x, y, n_perm: int = 20000, seed: int = 0) -> tuple[float, float]:
@@ -161,6 +169,23 @@ def permutation_p(x, y, n_perm: int = 20000, seed: int = 0) -> tuple[float, floa
     return up, down
 
 
+def _boot_rhos(groups, x: str, y: str, rng, n_boot: int):
+    """Spearman's ρ of −``x`` and ``y`` over the families' means, for ``n_boot`` replicates that
+    each resample every family's seeds with replacement. All replicates are drawn at once: the same
+    stream from ``rng`` as drawing family by family, replicate by replicate."""
+    import numpy as np
+
+    sizes = [len(g) for g in groups]
+    picks = rng.integers(0, np.tile(np.repeat(sizes, sizes), (n_boot, 1)))
+    ends = np.cumsum(sizes)
+
+    def means(column, sign):
+        return np.stack([sign * g[column].to_numpy(float)[picks[:, end - n:end]].mean(axis=1)
+                         for g, n, end in zip(groups, sizes, ends)], axis=1)
+
+    return _spearman_rows(means(x, -1.0), means(y, 1.0))
+
+
 def rank_agreement(measures, x: str = "lie_softmax", y: str = "rotated_180", n_boot: int = 2000, seed: int = 0):
     """Spearman's ρ between −``x`` and ``y`` over the families' seed means, its one-sided permutation
     p-values and a 90% bootstrap interval over seeds (each family's seeds resampled with
@@ -173,16 +198,7 @@ def rank_agreement(measures, x: str = "lie_softmax", y: str = "rotated_180", n_b
     means_y = np.array([g[y].mean() for g in groups])
     rho = spearman(means_x, means_y)
     up, down = permutation_p(means_x, means_y, seed=seed) if len(groups) >= 2 else (float("nan"),) * 2
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n_boot):
-        bx, by = [], []
-        for g in groups:
-            pick = rng.integers(0, len(g), len(g))
-            bx.append(-g[x].to_numpy(float)[pick].mean())
-            by.append(g[y].to_numpy(float)[pick].mean())
-        samples.append(spearman(bx, by))
-    samples = np.asarray(samples)
+    samples = _boot_rhos(groups, x, y, np.random.default_rng(seed), n_boot) if groups else np.empty(0)
     samples = samples[np.isfinite(samples)]
     lo, hi = (np.quantile(samples, [ALPHA, 1 - ALPHA]) if len(samples) else (float("nan"), float("nan")))
     return dict(families=len(groups), seeds=int(measures["seed"].nunique()), rho=rho, p_positive=up,
