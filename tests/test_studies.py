@@ -592,6 +592,11 @@ def test_robustness_rule_reads_only_informative_budgets(scales, extra, at_lo, at
     without, with_extra = one(INV, **robustness_tables(base)), one(INV, **robustness_tables(points))
     assert without["verdict"] == with_extra["verdict"] == verdict
     assert "ε ∈ {0.05, 0.1}," in with_extra["measured"]
+    # each informative budget's own ends stand beside the rule (seed means of the per-point accuracy)
+    means = summarize_points(points).groupby(["eps", "theta"])["accuracy"].mean()
+    shown = "; ".join(f"ε = {e:g} {means[(e, 0)]:.1%} → {means[(e, 180)]:.1%}" for e in (0.05, 0.1))
+    assert f"(per ε, shown, not the rule: {shown})" in with_extra["measured"]
+    assert f"ε = {extra:g} " not in with_extra["measured"]        # the uninformative budget is not shown either
     # the extra budget is strong enough to flip the paired test were it read with the others
     flipped = {"agree": "disagree", "disagree": "agree"}[verdict]
     assert change_test(*paired_points(points[points["eps"] > 0], "theta", 0, 180), "decrease")[1] == flipped

@@ -188,6 +188,17 @@ def _invariance_improves(tables) -> tuple[str, str]:
     return f"accuracy on test data rotated up to φ = {phi:g}°: " + "; ".join(parts), combine(verdicts)
 
 
+def per_eps(rows, lo: float, hi: float) -> str:
+    """Each informative ε's own ends (seed means), shown beside the averaged rule and not part of it: a
+    reader sees whether one budget carries the change, e.g. where the largest θ sits at the floor."""
+    if rows["eps"].nunique() < 2:
+        return ""
+    means = rows[rows["theta"].isin([lo, hi])].groupby(["eps", "theta"])["accuracy"].mean()
+    shown = [f"ε = {e:g} {means.get((e, lo), float('nan')):.1%} → {means.get((e, hi), float('nan')):.1%}"
+             for e in sorted(rows["eps"].unique())]
+    return f" (per ε, shown, not the rule: {'; '.join(shown)})"
+
+
 def _robustness_drops(tables) -> tuple[str, str]:
     rob = tables["robustness"]
     points = tables["robust_points"]
@@ -206,7 +217,7 @@ def _robustness_drops(tables) -> tuple[str, str]:
         text, verdict, lo, hi = change_over_grid(chosen, "theta", "accuracy", "decrease", 45, "°", points=mine)
         verdicts.append(verdict)
         parts.append(f"{label(m)}, {chosen['attack'].iloc[0]} at ε ∈ {{{', '.join(f'{e:g}' for e in budgets)}}}, "
-                     f"θ = {lo:g}° → {hi:g}°: {text}")
+                     f"θ = {lo:g}° → {hi:g}°: {text}{per_eps(chosen, lo, hi)}")
     parts += not_in_run(rob)
     return "robust accuracy, mean over the informative ε: " + "; ".join(parts), combine(verdicts)
 
