@@ -195,15 +195,34 @@ def test_result_tables_match_under_other_cpu_kernels(alt_run):
     assert not problems, "\n".join(problems)
 
 
+# Wall times differ between any two runs, with the same kernels too (a training history's
+# ``seconds``): a table that differs only there shows nothing about the arithmetic.
+WALL_TIME = ("seconds",)
+
+
 def differing_tables(first: Path, second: Path) -> dict[str, list[str]]:
-    """Per notebook, the result tables (``results/smoke``) whose numbers are not all equal between two runs."""
+    """Per notebook, the result tables (``results/smoke``) whose numbers, wall times aside, are not
+    all equal between two runs."""
     out: dict[str, list[str]] = {}
     for path in sorted((first / "results" / "smoke").glob("*/*.csv")):
-        a, b = pd.read_csv(path), pd.read_csv(second / "results" / "smoke" / path.parent.name / path.name)
-        numbers = a.select_dtypes("number").columns
+        a, b = (pd.read_csv(p, float_precision="round_trip")      # every digit written, every digit read
+                for p in (path, second / "results" / "smoke" / path.parent.name / path.name))
+        numbers = [c for c in a.select_dtypes("number").columns if c not in WALL_TIME]
         if a.shape != b.shape or not a[numbers].equals(b[numbers]):
             out.setdefault(path.parent.name, []).append(path.stem)
     return out
+
+
+def test_a_table_that_differs_only_in_wall_time_has_not_changed(tmp_path):
+    """Two runs with the same kernels differ in their histories' ``seconds`` only (measured: 01, 03 and
+    05): that is no evidence that other kernels changed the arithmetic; a loss 1 ulp apart is."""
+    history = pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.25], "seconds": [1.0, 2.0]})
+    for run, frame in [("a", history), ("b", history.assign(seconds=[1.5, 2.5])),
+                       ("c", history.assign(loss=[0.5, np.nextafter(0.25, 1)]))]:
+        (tmp_path / run / "results" / "smoke" / "01_x").mkdir(parents=True)
+        frame.to_csv(tmp_path / run / "results" / "smoke" / "01_x" / "history.csv", index=False)
+    assert differing_tables(tmp_path / "a", tmp_path / "b") == {}
+    assert differing_tables(tmp_path / "a", tmp_path / "c") == {"01_x": ["history"]}
 
 
 def test_other_cpu_kernels_changed_the_numbers(smoke, alt_run):
