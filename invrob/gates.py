@@ -195,9 +195,9 @@ def published_comparison(models, training: str, evaluation: str, eps: float = PU
     seeds × n). ``models``: a study's models table (MNIST rows with ``eps_train``, ``clean``,
     ``autoattack`` and ``n_autoattack``); ``training`` / ``evaluation``: how our models were trained and
     attacked, in words. A run without models at ``eps`` gets one row saying so."""
-    import math
-
     import pandas as pd
+
+    from .stats import wilson_interval
 
     robust = f"robust accuracy at ε = {eps:g} (%)"
     rows = [{"method": p["method"], "clean (%)": f"{p['clean']:.2f}", robust: f"{p['autoattack']:.2f}",
@@ -215,13 +215,12 @@ def published_comparison(models, training: str, evaluation: str, eps: float = PU
             v = group[column].astype(float) * 100
             return f"{v.mean():.1f} [{v.min():.1f}, {v.max():.1f}]"
         n = int(group["n_autoattack"].iloc[0])
-        p, z = float(group["autoattack"].mean()), 1.6449
-        centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        lo, hi = wilson_interval(group["autoattack"].mean(), n)
         rows.append({"method": f"this run: {family_label(group.iloc[0])} — {training}",
                      "clean (%)": spread("clean"), robust: spread("autoattack"),
                      "reported by the authors (%)": "—",
                      "evaluation": f"{evaluation}; {n:,} test points × {len(group)} seeds: mean [min, max] over seeds; "
-                                   f"90% interval over the points [{100 * (centre - half):.1f}, {100 * (centre + half):.1f}]"})
+                                   f"90% interval over the points [{100 * lo:.1f}, {100 * hi:.1f}]"})
     return pd.DataFrame(rows).set_index("method")
 
 

@@ -259,6 +259,19 @@ _T95 = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.
 _Z95 = 1.6449
 
 
+def wilson_interval(p: float, n: int) -> tuple[float, float]:
+    """Two-sided 90% Wilson score interval of a binomial proportion ``p`` observed on ``n`` trials
+    (e.g. a robust accuracy on ``n`` test points): ``(centre − half, centre + half)`` with
+    ``centre = (p + z²/2n) / (1 + z²/n)`` and ``half = z·sqrt(p(1 − p)/n + z²/4n²) / (1 + z²/n)``, z = z_0.95."""
+    p, n = float(p), int(n)
+    if n < 1 or not 0 <= p <= 1:
+        raise InvrobError(f"wilson_interval needs 0 <= p <= 1 and n >= 1, got p={p!r}, n={n!r}")
+    z2 = _Z95 * _Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = _Z95 * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return float(centre - half), float(centre + half)
+
+
 def few_seeds_factor(s: int) -> float:
     """The stretch :func:`few_seeds` applies to bootstrap replicates over ``s`` ≥ 2 seeds:
     ``sqrt(s/(s − 1)) · t_{s−1, 0.95} / z_{0.95}``."""

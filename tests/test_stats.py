@@ -232,3 +232,21 @@ def test_few_seeds_restores_the_level_with_five_seeds():
     assert widened / reps <= 0.08         # and fixed (nominal 0.05; binomial sd at 300 reps ≈ 0.013)
     same = few_seeds(paired_bootstrap(np.zeros((1, 4)), np.ones((1, 4)), n_boot=50))
     assert same.ci == (1.0, 1.0)          # one seed: nothing to widen
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (89, 100), (100, 100), (412, 1000)])
+def test_wilson_interval_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from invrob.stats import wilson_interval
+
+    ci = binomtest(k, n).proportion_ci(0.90, method="wilson")
+    assert wilson_interval(k / n, n) == pytest.approx((ci.low, ci.high), abs=1e-4)  # z rounded to 1.6449
+
+
+@pytest.mark.parametrize("p, n", [(1.2, 10), (-0.1, 10), (0.5, 0), (float("nan"), 10)])
+def test_wilson_interval_refuses_what_is_no_proportion(p, n):
+    from invrob.stats import wilson_interval
+
+    with pytest.raises(InvrobError, match="wilson_interval"):
+        wilson_interval(p, n)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from .. import gates
 from .base import PHIS, Claim, Study, Table
 from .render import findings
-from .rules import autoattack_of, change_over_grid, combine, ends, label, models_in
+from .rules import autoattack_of, change_over_grid, combine, ends, label, models_in, paired_change
 
 ALL_THETAS = [0, 30, 60, 90, 120, 150, 180]
 AA = dict(aa_attacks=["apgd-ce", "apgd-t"], aa_targets=3, aa_steps=None)  # the cheap AutoAttack
@@ -193,9 +193,8 @@ def per_eps(rows, lo: float, hi: float) -> str:
     reader sees whether one budget carries the change, e.g. where the largest θ sits at the floor."""
     if rows["eps"].nunique() < 2:
         return ""
-    means = rows[rows["theta"].isin([lo, hi])].groupby(["eps", "theta"])["accuracy"].mean()
-    shown = [f"ε = {e:g} {means.get((e, lo), float('nan')):.1%} → {means.get((e, hi), float('nan')):.1%}"
-             for e in sorted(rows["eps"].unique())]
+    ends_at = {e: paired_change(group, "theta", lo, hi, "accuracy")[:2] for e, group in rows.groupby("eps")}
+    shown = [f"ε = {e:g} {a:.1%} → {b:.1%}" for e, (a, b) in ends_at.items()]
     return f" (per ε, shown, not the rule: {'; '.join(shown)})"
 
 
