@@ -39,8 +39,8 @@ test: data
 test-fast: data  ## unit tests only (no notebooks, no book)
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: data  ## speed/memory table -> benchmarks/results.md (7: stacked training; 8: FGSM-RS vs PGD-5 training)
-	$(BIN)/python -m benchmarks --only pgd rotation grid spatial stacked fastat
+bench: data  ## speed/memory table -> benchmarks/results.md (7: stacked training; 8: FGSM-RS vs PGD-5 training; 9: side by side)
+	$(BIN)/python -m benchmarks --only pgd rotation grid spatial stacked fastat parallel
 
 nbval-update: data  ## re-record tests/notebooks (nbval) and tests/reference/smoke (tables) from one smoke run
 	$(BIN)/python -m invrob.tooling.regression record

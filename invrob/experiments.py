@@ -23,6 +23,7 @@ from .data import load_dataset
 from .metrics import bootstrap_ci, model_device, predict
 from .rotations import rotated_accuracy
 from .train import TrainConfig, train
+from .train.parallel import train_side_by_side
 
 Trained = list[tuple[TrainConfig, nn.Module]]
 
@@ -69,21 +70,29 @@ def tags(config: TrainConfig) -> dict:
 
 def train_all(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch.Tensor,
               checkpoint_dir, progress: bool = True, stack: bool = False,
-              columns: Callable[[TrainConfig], dict] | None = None) -> tuple[Trained, pd.DataFrame]:
+              columns: Callable[[TrainConfig], dict] | None = None,
+              workers: int | None = None) -> tuple[Trained, pd.DataFrame]:
     """Train (or load, when a finished checkpoint exists) every config.
 
     Returns the ``(config, model)`` pairs and the concatenated training history, each
     run's rows tagged with its config (:func:`tags`) and, given ``columns``, with the
     columns ``columns(config)`` names (e.g. the recipe a config was built from).
+    ``workers``: on a CPU, train that many runs side by side in worker processes, one thread
+    each (:mod:`invrob.train.parallel`; default: :func:`~invrob.train.parallel.default_workers`,
+    which ``invrob.profiles.use`` sets per profile), then load them here.
     ``stack=True``: the seeds of each recipe that can stack train together as one
     batched model (:func:`_train_all_stacked`); same results up to float rounding.
     """
     if stack:
         return _train_all_stacked(configs, x, y, checkpoint_dir, progress, columns)
+    side_by_side = set()
+    if checkpoint_dir is not None:
+        side_by_side = {c.slug() for c in train_side_by_side(configs, x, y, checkpoint_dir, workers, progress)}
     trained, histories = [], []
     for i, config in enumerate(configs, 1):
         # No enclosing bar: nested text bars garble a notebook's output; each run's bar says i/N.
-        model, history = train(config, x, y, checkpoint_dir=checkpoint_dir, progress=progress,
+        model, history = train(config, x, y, checkpoint_dir=checkpoint_dir,
+                               progress=progress and config.slug() not in side_by_side,
                                desc=f"[{i}/{len(configs)}] {config.slug()}")
         trained.append((config, model))
         histories.append(_tagged_history(history, config, columns))

@@ -27,10 +27,15 @@ from .studies import PROFILES
 # tables on any machine, within tolerances that can still catch a real change.
 DTYPES = {"smoke": "float64", "cpu": "float32", "gpu": "float32", "paper": "float32"}
 
+# How many runs a notebook trains side by side on a CPU (invrob.train.parallel): one per core at
+# cpu, where a small net leaves a core idle (1.4-1.5x the runs per minute on 2 cores); one at
+# smoke (the test suite runs two smoke runs beside its unit tests, one thread each) and on GPUs.
+TRAIN_WORKERS = {"smoke": 1, "cpu": "cores", "gpu": 1, "paper": 1}
+
 # study → profile → settings, read-only by convention (each study module owns its own).
 STUDIES: dict[str, dict[str, dict]] = {name: study.profile_settings for name, study in studies.STUDIES.items()}
 
-__all__ = ["DTYPES", "PROFILES", "STUDIES", "settings", "table", "use_dtype"]
+__all__ = ["DTYPES", "PROFILES", "STUDIES", "TRAIN_WORKERS", "settings", "table", "use", "use_dtype"]
 
 
 def settings(study: str, profile: str, **overrides) -> SimpleNamespace:
@@ -45,13 +50,25 @@ def settings(study: str, profile: str, **overrides) -> SimpleNamespace:
 def use_dtype(profile: str) -> "torch.dtype":
     """Make the profile's precision torch's default dtype (models and data follow it); return it.
 
-    Notebooks call this once, before building models or loading data.
+    :func:`use` calls it (notebooks call that).
     """
     import torch
 
     check_choice(profile, PROFILES, "profile")
     dtype = getattr(torch, DTYPES[profile])
     torch.set_default_dtype(dtype)
+    return dtype
+
+
+def use(profile: str) -> "torch.dtype":
+    """Set up this process for ``profile``: its precision (:func:`use_dtype`, returned) and how many
+    runs ``invrob.experiments.train_all`` trains side by side on a CPU (:data:`TRAIN_WORKERS`).
+
+    Notebooks call this once, before building models or loading data."""
+    from .train.parallel import set_default_workers
+
+    dtype = use_dtype(profile)
+    set_default_workers(TRAIN_WORKERS[profile])
     return dtype
 
 

@@ -81,9 +81,13 @@ SETTINGS = {
     # The adversarial study's recipe (notebook 03: Wong et al.'s net, all 60k images, one-cycle Adam,
     # PGD-5, 6 epochs), so its natural and adversarial models are reused from checkpoints; 5 seeds.
     # Adversarial ε = 0.3 is notebook 03's models too. Left to paper: the regularised worst case
-    # (optional in the issue that added it); and the two recipes that end at ε = 0.3 — joint training and CuSP, whose stages at 6 epochs would last 4, 1 and 1
-    # epochs, below its gate (every stage ≥ 2 epochs needs ≥ 16). Trained here they cost ~15 of the
-    # book's minutes for rows that are inconclusive by rule; their rows say they did not run.
+    # (optional in the issue that added it); and the two recipes that end at ε = 0.3 after a
+    # rotation stage, joint training (180°, ε = 0.3) and CuSP (stages 2, 2 and 2 epochs at 6: see
+    # tradeoff_recipes.curriculum). Measured on 2026-12-06 (seed 0, this recipe, the two trained side
+    # by side in 257 s; clean on 10k test images, APGD-CE + APGD-T at ε = 0.3 on 200): joint 94.0% /
+    # 70.5%, CuSP 93.6% / 68.5%, both below the adversarial gates (97.5% clean, 78.5% AutoAttack),
+    # so their rows would be inconclusive by rule, for ~21 more of the book's minutes at 5 seeds
+    # (beyond its 90). gpu's 20 epochs decide them; at cpu their rows say they did not run.
     # Rotation augmentation stops at 90° here, as chapter 01's StdCNN grid does: at 180° the 6-epoch
     # recipe left the Wong net at 97.1% [96.9, 97.2] on inputs rotated in ±180° (2026-12-06, 5 seeds),
     # below the 97.7% rotation gate, so the NeurIPS (a) row was inconclusive; the same recipe at 90°

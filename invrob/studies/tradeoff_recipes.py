@@ -93,12 +93,21 @@ def configs(settings, dataset: str = "mnist") -> list:
 
 
 def curriculum(settings) -> tuple:
-    """CuSP's stages for ``settings.epochs`` epochs up to ``final_eps`` (:func:`_recipes`); at 120
-    epochs up to 8/255 they are the authors' (:data:`invrob.train.CUSP_SCHEDULE`)."""
+    """CuSP's stages for ``settings.epochs`` epochs up to ``final_eps`` (:func:`_recipes`): the
+    authors' switch points (after 74 and 89 of 120 epochs) scaled to the run, then, where the run
+    has room for three stages of :data:`invrob.gates.MIN_STAGE_EPOCHS` epochs, moved just enough
+    that each lasts that long (6 epochs: 2, 2 and 2, where scaling alone gives 4, 1 and 1; 20 and
+    30 epochs keep the scaled 12, 3, 5 and 19, 3, 8). At 120 epochs up to 8/255 they are the
+    authors' (:data:`invrob.train.CUSP_SCHEDULE`)."""
+    from ..gates import MIN_STAGE_EPOCHS as m
+
     e, final = settings.epochs, settings.final_eps
     first, second = (max(k, int(e * start / 120 + 0.5)) for k, start in ((1, 74), (2, 89)))
     if second <= first:
         second = first + 1
+    if e >= 3 * m:
+        first = min(max(first, m), e - 2 * m)
+        second = min(max(second, first + m), e - m)
     stages = [(0, 120.0, final / 4), (first, 150.0, final / 2), (second, 180.0, final)]
     return tuple(s for s in stages if s[0] < e)
 

@@ -26,6 +26,9 @@ from .merge import _describe, _shown, _summary, merge_results, write_points_tabl
 from .spec import Sweep, canonical_json, load_sweep
 from .status import _now, _write_json, read_status
 
+# invrob.train.parallel.WORKERS_ENV, spelt out: that module imports torch, which the sweep spares
+TRAIN_WORKERS_ENV = "INVROB_TRAIN_WORKERS"
+
 
 # --------------------------------------------------------------------------- one point
 
@@ -102,10 +105,13 @@ def visible_gpus() -> list[str]:
 
 
 def _pin_worker(devices) -> None:
-    """Pool initializer: take one GPU id off the queue (kernels inherit the environment)."""
+    """Pool initializer: take one GPU id off the queue (kernels inherit the environment); on the
+    CPU, the notebooks running side by side train one run at a time each."""
     device = devices.get()
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
+    else:
+        os.environ[TRAIN_WORKERS_ENV] = "1"
 
 
 def _crashed(task: dict, err: BaseException) -> dict:
