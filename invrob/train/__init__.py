@@ -55,7 +55,8 @@ The package, one concept a module:
   and the pure functions of a config: :func:`lr_at`, :func:`stage_at`, the ε warm-up;
 - :mod:`invrob.train.checkpoint` — checkpoint files, their checks, and resume state;
 - :mod:`invrob.train.recipe` — one batch's loss under the recipe (attacks by registry name);
-- :mod:`invrob.train.loop` — :func:`train`.
+- :mod:`invrob.train.loop` — :func:`train`;
+- :mod:`invrob.train.parallel` — a grid's runs trained side by side, one worker process per CPU core.
 """
 # The former single module's public names, and the private ones invrob.stacked imports (it
 # shares the loop's pieces): ``from invrob.train import X`` keeps working for all of them.
