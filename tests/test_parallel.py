@@ -98,3 +98,54 @@ def test_a_sweep_running_notebooks_side_by_side_trains_one_run_at_a_time_in_each
     execute._pin_worker(devices)
     assert os.environ[parallel.WORKERS_ENV] == "1"
     del os.environ[parallel.WORKERS_ENV]
+
+
+@pytest.mark.slow
+def test_workers_stop_when_their_caller_is_killed(tmp_path):
+    """A kernel restarted mid-training must not leave workers writing checkpoints beside the next one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "caller.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        from invrob.train import TrainConfig
+        from invrob.train.parallel import train_side_by_side
+
+        if __name__ == "__main__":
+            x, y = torch.rand(256, 1, 28, 28), torch.randint(0, 10, (256,))
+            configs = [TrainConfig(model="wong", epochs=10_000, batch_size=64, optimizer="adam", seed=s,
+                                   device="cpu") for s in (0, 1)]
+            train_side_by_side(configs, x, y, {str(tmp_path / "runs")!r}, workers=2, progress=False)
+        """))
+    caller = subprocess.Popen([sys.executable, str(script)])
+
+    def children() -> set[int]:
+        found = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True).stdout
+        return {int(p) for p in found.split() if os.path.exists(f"/proc/{p}") and
+                open(f"/proc/{p}/stat").read().split()[3] == str(caller.pid)}
+
+    workers: set[int] = set()
+    try:
+        deadline = time.time() + 120
+        while len(workers := children()) < 2 and time.time() < deadline and caller.poll() is None:
+            time.sleep(0.2)
+        assert len(workers) == 2, "the workers did not start"
+        caller.send_signal(signal.SIGKILL)  # while they are still starting: the harder case
+        caller.wait()
+        deadline = time.time() + 15
+        while any(os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]
+                  for p in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        alive = [p for p in workers if os.path.exists(f"/proc/{p}")
+                 and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+        assert not alive, f"workers {alive} outlived their caller"
+    finally:
+        caller.kill()
+        for p in workers:
+            if os.path.exists(f"/proc/{p}"):
+                os.kill(p, signal.SIGKILL)

@@ -11,7 +11,8 @@ checkpoints cost nothing (configs are matched by :meth:`~invrob.train.TrainConfi
 as ``train`` matches them).
 
 Seconds = image-passes / throughput, per model family and device (:data:`THROUGHPUT`,
-images per second, fwd + bwd):
+images per second, fwd + bwd; one run at a time; a profile that trains its runs side by side on
+the CPU's cores gets its training minutes divided by :data:`SIDE_BY_SIDE`):
 
 - ``cpu-2``: measured on this project's 2-core machine (``../shared/README.md``; the Wong
   net from the cpu book's chapter 03: 23.4M image-passes of its main grid in 17.9 min, its
@@ -33,6 +34,7 @@ import math
 from dataclasses import dataclass
 
 from .. import studies
+from ..profiles import TRAIN_WORKERS
 from ..errors import check_choice
 
 N_TRAIN = {"mnist": 60_000, "cifar10": 50_000}
@@ -55,6 +57,10 @@ DEFAULT_WIDTH = {"stdcnn": 8, "gcnn_p4": 8}
 # the cpu book's measured minutes beyond this model's estimate (chapter 03: 29.1 measured vs 24.1;
 # chapter 04: 6.2 vs 0.3). A Colab GPU session runs it on its own 2 CPU cores too, so it is added as is.
 CPU_SIDE_MINUTES = {"03_robustness_vs_invariance": 5.0, "04_perturbation_geometry": 5.9}
+# Training side by side (invrob.train.parallel; a profile whose profiles.TRAIN_WORKERS is "cores"):
+# the runs per minute against one at a time, measured on the 2-core machine (Wong net PGD-5 1.46×,
+# StdCNN 1.42×; make bench, benchmark 9). Divides the training minutes of such a profile on that device.
+SIDE_BY_SIDE = {"cpu-2": 1.44}
 H100_CHAPTER03_HOURS = 4.6  # paper profile, chapter 03's MNIST part, measured on an H100 (issue 21)
 
 
@@ -199,6 +205,8 @@ def estimate(profile: str, device: str = "cpu-2") -> "pandas.DataFrame":
     frame = pd.DataFrame([dict(notebook=p.notebook, part=p.part, family=p.family, passes=p.passes)
                           for p in parts])
     frame["minutes"] = frame["passes"] / frame["family"].map(rates) / 60
+    if TRAIN_WORKERS[profile] == "cores" and device in SIDE_BY_SIDE:
+        frame.loc[frame["part"] == "training", "minutes"] /= SIDE_BY_SIDE[device]
     return frame.groupby(["notebook", "part", "family"], as_index=False, sort=False)[["passes", "minutes"]].sum()
 
 

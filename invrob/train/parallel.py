@@ -24,7 +24,10 @@ for bit.
 Errors: a worker's :class:`~invrob.errors.InvrobError` (a corrupt checkpoint, say) reaches the
 caller as the same one line; the runs not yet started are cancelled and those already running
 finish and keep their checkpoints, so nothing trained is lost. A worker that dies (out of
-memory, killed) is one line naming the run; the next call resumes from its last checkpoint.
+memory, killed) is one line naming the run; the next call resumes from its last checkpoint. An
+interrupt (Ctrl-C, a notebook's stop button) stops the workers at once, and a worker whose
+caller is gone (a kernel restarted or killed) stops within a second; each run resumes from its
+last end-of-epoch checkpoint.
 
 The number of workers is a runtime choice, like the device, not part of any config:
 :func:`set_default_workers` (``invrob.profiles.use`` sets it per profile: one worker per core
@@ -36,6 +39,8 @@ must do so under ``if __name__ == "__main__":``.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -98,11 +103,21 @@ def unfinished(configs: Sequence[TrainConfig], checkpoint_dir) -> list[TrainConf
     return [c for c in configs if not (checkpoint_path(c, checkpoint_dir) / "final.pt").exists()]
 
 
-def _start_worker(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> None:
+def _start_worker(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype, parent: int) -> None:
     global _WORKER_DATA
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(1)
     torch.set_default_dtype(dtype)
     _WORKER_DATA = (x, y)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the process that started it (``parent``, its pid passed in: it may be
+    gone before this worker has started) is gone — a notebook kernel restarted or killed: else the
+    worker would go on writing the run's checkpoints beside the next kernel's."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _train_in_worker(config: TrainConfig, checkpoint_dir: str) -> str:
@@ -137,24 +152,35 @@ def train_side_by_side(configs: Sequence[TrainConfig], x: torch.Tensor, y: torch
     Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc=f"{len(todo)} runs, {min(workers, len(todo))} side by side",
                disable=not progress)
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                             initializer=_start_worker, initargs=(x, y, torch.get_default_dtype())) as pool:
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                               initializer=_start_worker, initargs=(x, y, torch.get_default_dtype(), os.getpid()))
+    try:
         running = {pool.submit(_train_in_worker, c, str(checkpoint_dir)): c for c in todo}
         while running:
             done, _ = wait(running, return_when=FIRST_EXCEPTION)
             for future in done:
                 config = running.pop(future)
                 error = future.exception()
-                if error is not None:
-                    for other in running:
-                        other.cancel()
-                    bar.close()
-                    if isinstance(error, BrokenProcessPool):
-                        raise InvrobError(f"a training worker died while training {config.slug()}; rerun to "
-                                          f"resume from its checkpoints in {checkpoint_dir} (in a script, call "
-                                          f"training under `if __name__ == '__main__':`, which spawned workers "
-                                          f"need)") from None
-                    raise error
-                bar.update(1)
-    bar.close()
+                if error is None:
+                    bar.update(1)
+                    continue
+                for other in running:
+                    other.cancel()
+                pool.shutdown(wait=True)  # the runs already going finish and keep their checkpoints
+                if isinstance(error, BrokenProcessPool):
+                    raise InvrobError(f"a training worker died while training {config.slug()}; rerun to "
+                                      f"resume from its checkpoints in {checkpoint_dir} (in a script, call "
+                                      f"training under `if __name__ == '__main__':`, which spawned workers "
+                                      f"need)") from None
+                raise error
+    except BaseException:
+        # Interrupted (Ctrl-C, a notebook's stop button): stop the workers now, not after their runs;
+        # each resumes from its last end-of-epoch checkpoint (written atomically) on the next call.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown(wait=True)
     return todo
