@@ -4,6 +4,14 @@
 #               nbval, the numeric regression checks and a book build (tests/test_notebooks.py)
 # Both create .venv and install everything on first use.
 
+# glibc's allocator: keep freed memory for the next batch instead of handing every large tensor
+# back to the kernel and faulting fresh pages in at the next step. Measured on the 2-core VM, PGD-5
+# training of Wong et al.'s net on all of MNIST: 469k page faults and 26% of the time in the kernel
+# per 40 batches without, none with (2.58 s against 3.36 s); the same weights bit for bit. Every
+# target inherits it (book, tests, benchmarks, and the worker processes they start).
+export MALLOC_MMAP_THRESHOLD_ ?= 1000000000
+export MALLOC_TRIM_THRESHOLD_ ?= 100000000000
+
 PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin

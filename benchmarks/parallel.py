@@ -23,6 +23,7 @@ from .common import Row, interleaved, paired_spread
 
 BATCH = 128
 GOAL = 1.3  # the ratio that pays for starting the workers on the book's 2 cores
+WIDTHS = {"stdcnn": 16}  # the cpu book's StdCNN (invrob.studies.invariance)
 
 
 def recipes(steps: int) -> dict[str, dict]:
@@ -30,8 +31,10 @@ def recipes(steps: int) -> dict[str, dict]:
 
 
 def _configs(model: str, runs: int, batches: int, **recipe) -> list[TrainConfig]:
+    kwargs = {"width": WIDTHS[model]} if model in WIDTHS else {}
     return [TrainConfig(model=model, epochs=1, batch_size=BATCH, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                        lr_schedule="constant", max_batches_per_epoch=batches, seed=seed, device="cpu", **recipe)
+                        lr_schedule="constant", max_batches_per_epoch=batches, seed=seed, device="cpu",
+                        model_kwargs=kwargs, **recipe)
             for seed in range(runs)]
 
 
@@ -43,6 +46,10 @@ def _train(configs, x, y, workers: int, threads: int):
             return ex.train_all(configs, x, y, folder, progress=False, workers=workers)[0]
     finally:
         torch.set_num_threads(before)
+
+
+def _width(model: str) -> str:
+    return f" (width {WIDTHS[model]})" if model in WIDTHS else ""
 
 
 def run(x_train, y_train, cases, runs: int, batches: int, steps: int, reps: int) -> list[Row]:
@@ -63,7 +70,7 @@ def run(x_train, y_train, cases, runs: int, batches: int, steps: int, reps: int)
         images = runs * BATCH * batches
         rows.append(Row(
             benchmark="9. side-by-side training",
-            setting=(f"{runs} × {model}, {name}, {batches} Adam steps of {BATCH}: {images / ours.time:,.0f} vs "
+            setting=(f"{runs} × {model}{_width(model)}, {name}, {batches} Adam steps of {BATCH}: {images / ours.time:,.0f} vs "
                      f"{images / ref.time:,.0f} model-images/s; ours: train_all with {cores} workers of 1 thread "
                      f"(worker start included); ref: one run at a time with {cores} threads"),
             ours=ours.time, reference=ref.time, ratio=ratio, ratio_name="speed-up",
