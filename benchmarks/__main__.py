@@ -75,6 +75,7 @@ QUICK = Sizes(train_batches=30, pgd_batch=32, pgd_steps=5,
               resnet_steps=3, rot_images=400, rot_chunk=200, rot_only_images=20, grid_points=32, spatial_points=32,
               grid_steps=5, stack_members=2, stack_batches=2, stack_check_batches=2, stack_pgd_steps=2,
               fastat_eps=(0.1,), fastat_train=1024, fastat_epochs=1, fastat_points=16,
+              parallel_cases=(("wong", "natural", 2),), parallel_runs=2,
               reps=1, heavy_reps=1)
 
 

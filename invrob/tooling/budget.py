@@ -57,10 +57,12 @@ DEFAULT_WIDTH = {"stdcnn": 8, "gcnn_p4": 8}
 # the cpu book's measured minutes beyond this model's estimate (chapter 03: 29.1 measured vs 24.1;
 # chapter 04: 6.2 vs 0.3). A Colab GPU session runs it on its own 2 CPU cores too, so it is added as is.
 CPU_SIDE_MINUTES = {"03_robustness_vs_invariance": 5.0, "04_perturbation_geometry": 5.9}
-# Training side by side (invrob.train.parallel; a profile whose profiles.TRAIN_WORKERS is "cores"):
-# the runs per minute against one at a time, measured on the 2-core machine (Wong net PGD-5 1.46×,
-# StdCNN 1.42×; make bench, benchmark 9). Divides the training minutes of such a profile on that device.
-SIDE_BY_SIDE = {"cpu-2": 1.44}
+# Training side by side (invrob.train.parallel; a profile whose profiles.TRAIN_WORKERS is "cores"), per
+# family: the cpu book's training minutes one at a time over side by side, both from scratch on the
+# 2-core machine (2026-12-06: chapter 03's Wong grid 35.6 → 24.3 min, chapter 01's width-16 StdCNN
+# grid 13.0 → 11.4; the second run with glibc keeping freed memory, see the Makefile). A small net
+# leaves a core idle, a wider one less. Divides the training minutes of such a profile on that device.
+SIDE_BY_SIDE = {"cpu-2": {"wong": 1.46, "stdcnn": 1.14}}
 H100_CHAPTER03_HOURS = 4.6  # paper profile, chapter 03's MNIST part, measured on an H100 (issue 21)
 
 
@@ -206,7 +208,9 @@ def estimate(profile: str, device: str = "cpu-2") -> "pandas.DataFrame":
                           for p in parts])
     frame["minutes"] = frame["passes"] / frame["family"].map(rates) / 60
     if TRAIN_WORKERS[profile] == "cores" and device in SIDE_BY_SIDE:
-        frame.loc[frame["part"] == "training", "minutes"] /= SIDE_BY_SIDE[device]
+        training = frame["part"] == "training"
+        gain = frame.loc[training, "family"].map(SIDE_BY_SIDE[device]).fillna(1.0)
+        frame.loc[training, "minutes"] /= gain
     return frame.groupby(["notebook", "part", "family"], as_index=False, sort=False)[["passes", "minutes"]].sum()
 
 
