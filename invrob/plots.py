@@ -260,9 +260,10 @@ def pareto_panels(frame: pd.DataFrame, x: str, y: str, group: str, panel: str = 
             rows, m = sub[sub[group] == g], means.loc[g]
             color = colors(i % 10)
             ax.scatter(rows[x], rows[y], s=10, alpha=0.35, color=color)
+            # max(0, ·): the mean of equal seeds can land an ulp outside their min–max
             ax.errorbar(m[(x, "mean")], m[(y, "mean")],
-                        xerr=[[m[(x, "mean")] - m[(x, "min")]], [m[(x, "max")] - m[(x, "mean")]]],
-                        yerr=[[m[(y, "mean")] - m[(y, "min")]], [m[(y, "max")] - m[(y, "mean")]]],
+                        xerr=[[max(0.0, m[(x, "mean")] - m[(x, "min")])], [max(0.0, m[(x, "max")] - m[(x, "mean")])]],
+                        yerr=[[max(0.0, m[(y, "mean")] - m[(y, "min")])], [max(0.0, m[(y, "max")] - m[(y, "mean")])]],
                         marker="*" if g in highlight else "o", ms=13 if g in highlight else 6,
                         capsize=2, color=color, label=str(g), zorder=3)
         front = [g for g in fixed if g in means.index]

@@ -195,3 +195,18 @@ def test_pareto_panels_draws_seeds_means_and_the_front_of_the_fixed_groups():
     assert {"a", "b", "c", "d", "star"} <= set(labels)
     assert ax.get_xlabel() == "spatial" and ax.get_ylabel() == "adversarial"
     plt.close(fig)
+
+
+def test_pareto_panels_draws_a_recipe_whose_equal_seeds_average_an_ulp_outside_them():
+    """Five seeds at 0.11 average (pandas) to 0.11000000000000001 > their max: the min–max bar is empty,
+    not matplotlib's "'yerr' must not contain negative values" (it stopped the cpu book's chapter 05)."""
+    import pandas as pd
+
+    from invrob import plots
+
+    assert pd.Series([0.11] * 5).mean() > 0.11  # the float fact this guards against
+    frame = pd.DataFrame({"recipe": ["a"] * 5 + ["b"] * 5, "spatial": [0.11] * 5 + [0.2, 0.3, 0.25, 0.2, 0.3],
+                          "adversarial": [0.11] * 5 + [0.5, 0.6, 0.55, 0.5, 0.6], "model": "wong"})
+    fig = plots.pareto_panels(frame, x="spatial", y="adversarial", group="recipe", fixed=["a", "b"],
+                              xlabel="spatial", ylabel="adversarial", group_label="recipe")
+    assert fig is not None
