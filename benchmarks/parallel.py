@@ -75,7 +75,7 @@ def run(x_train, y_train, cases, runs: int, batches: int, steps: int, reps: int)
                      f"(worker start included); ref: one run at a time with {cores} threads"),
             ours=ours.time, reference=ref.time, ratio=ratio, ratio_name="speed-up",
             spread=paired_spread(ref.times, ours.times), goal=f"speed-up ≥ {GOAL:g}", met=ratio >= GOAL,
-            agreement=("OK: bit for bit the runs of one at a time with 1 thread" if same else
+            agreement=("bit for bit the runs of one at a time with 1 thread" if same else
                        "**differs** from one at a time with 1 thread"),
             agree_ok=same, memory="— (worker processes)"))
     return rows

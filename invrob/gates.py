@@ -134,18 +134,27 @@ def _shown(row) -> str:
 
 
 def markdown(gates_frame) -> str:
-    """The gate table as Markdown: family, gate, measured mean [min–max over seeds], pass/fail, anchor."""
-    lines = ["| model × recipe | gate | measured (mean over seeds [min, max]) | seeds | | anchor |",
+    """The gate table as Markdown: family, gate, measured mean [min–max over seeds], seeds × test
+    points, pass/fail and a numbered note per anchor; the anchors, each written once, below it.
+
+    The points column matters when two chapters read one checkpoint: each measures it on its own
+    test points, so the same model reads differently by the sampling error of those points."""
+    lines = ["| model × recipe | gate | measured (mean over seeds [min, max]) | seeds × test points | | anchor |",
              "|---|---|---|---|---|---|"]
+    anchors: dict[str, int] = {}
     for _, row in gates_frame.iterrows():
         epochs = "epochs" in str(row["threshold"])
         fmt = (lambda v: f"{v:g}") if epochs else (lambda v: f"{v:.1%}")
         value = "not measured" if row["value"] != row["value"] else \
             f"{fmt(row['value'])} [{fmt(row['low'])}, {fmt(row['high'])}]"
+        n = row.get("n")
+        size = str(row["seeds"]) + (f" × {int(n):,}" if n is not None and n == n else "")
         verdict = "**pass**" if row["passed"] else "**below gate**"
-        cells = [row["family"], row["threshold"], value, str(row["seeds"]), verdict, row["anchor"]]
+        note = anchors.setdefault(" ".join(str(row["anchor"]).split()), len(anchors) + 1)
+        cells = [row["family"], row["threshold"], value, size, verdict, f"[{note}]"]
         lines.append("| " + " | ".join(" ".join(str(c).split()).replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
+    notes = [f"[{i}] {text}" for text, i in anchors.items()]
+    return "\n".join(lines) + ("\n\n*Anchors.* " + "  \n".join(notes) if notes else "")
 
 
 # ---------------------------------------------------------------------- the anchors

@@ -7,9 +7,9 @@ this module is the facade the notebooks, the sweep and the book read them throug
 so the book states its protocol from the same numbers the code runs with.
 
 - ``smoke``: tiny subsets, seconds per notebook; what the tests and nbval run.
-- ``cpu``: MNIST with fast recipes and quality gates; the whole book in about 68 minutes on 2 cores,
-  its runs trained side by side (:data:`TRAIN_WORKERS`; chapters 00–04 measured from scratch in
-  53.0 min on 2026-12-06, 72.0 one run at a time; see the README and the reproduce page).
+- ``cpu``: MNIST with fast recipes and quality gates; the whole book in 57.5 minutes on 2 cores,
+  measured from scratch in one run on 2026-12-06, its runs trained side by side
+  (:data:`TRAIN_WORKERS`; 91.5 min one run at a time; see the README and the reproduce page).
 - ``gpu``: full MNIST, the paper's grids where they fit, gate-passing fast recipes (ε = 0.3
   included), each chapter within an hour on one GPU (estimated by :mod:`invrob.tooling.budget`).
 - ``paper``: the paper's scale (full MNIST and CIFAR-10, 3 seeds) for one GPU.

@@ -97,6 +97,20 @@ def test_costs_and_counts():
         in gates.markdown(found.reset_index())
 
 
+def test_markdown_shows_the_points_and_each_anchor_once():
+    table = models([("wong", 0.3, 0, 0.985, 0.90), ("wong", 0.3, 1, 0.983, 0.92),
+                    ("lenet", 0.3, 0, 0.985, 0.90), ("lenet", 0.3, 1, 0.983, 0.92)])
+    text = gates.markdown(gates.gate_table(table, gates.adversarial_gates()))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "AutoAttack accuracy" in line]
+    assert len(rows) == 2 and all("| 2 × 100 |" in r for r in rows)   # seeds × attack points
+    clean = [line for line in text.splitlines() if line.startswith("| ") and "clean accuracy" in line]
+    assert all("| 2 × 10,000 |" in r for r in clean)
+    anchors = text.split("*Anchors.*")[1]
+    # two gates, four rows: each anchor's text once below the table, the rows cite its number
+    assert anchors.count("Croce & Hein, ICML 2020") == 1 and "[1]" in rows[0] and "[2]" in clean[0]
+    assert text.count("88.50% AutoAttack") == 1
+
+
 def test_unknown_metric_is_one_clear_error():
     with pytest.raises(InvrobError, match="unknown metric 'robustness'"):
         gates.Gate("x", "robustness", 0.5, "nowhere", lambda m: m["seed"] >= 0)

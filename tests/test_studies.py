@@ -366,8 +366,8 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
         (tmp_path / study.table(name).notebook).mkdir(exist_ok=True)
         study.save(name, frame, tmp_path / study.table(name).notebook)
     page = notebook_cells("06_verdict")
-    assert len(page) == 6 and "read_all" in page[0] and "claim_sections" in page[1] and "gate_sections" in page[5]
-    assert "rule_history" in page[2] and "per_phi" in page[3] and "power" in page[4]
+    assert len(page) == 7 and "read_all" in page[0] and "claim_sections" in page[1] and "gate_sections" in page[6]
+    assert "rule_history" in page[2] and "across_runs" in page[3] and "per_phi" in page[4] and "power" in page[5]
     namespace = dict(profile="cpu", results_root=str(tmp_path))
     text = "\n".join(run_cell(cell, namespace) for cell in page)
 
@@ -1115,6 +1115,21 @@ def test_margin_sensitivity_and_power_tables():
     assert 1 <= spatial["seeds_needed"] <= 5          # a clear drop: decidable at the run's seeds
 
 
+def test_adversarial_rows_name_the_papers_nets_a_run_leaves_out():
+    from invrob.studies.adversarial_claims import nets_left_out
+    wong = pd.DataFrame({"model": ["wong"], "dataset": ["mnist"]})
+    assert nets_left_out(wong) == ["the paper's LeNet on MNIST: not in this run (Wong et al.'s net in its place)",
+                                   "the paper's ResNet on CIFAR-10: not in this run"]
+    both_nets = pd.DataFrame({"model": ["lenet", "resnet18"], "dataset": ["mnist", "cifar10"]})
+    assert nets_left_out(both_nets) == []
+    assert nets_left_out(pd.DataFrame({"model": ["lenet"]})) == ["the paper's ResNet on CIFAR-10: not in this run"]
+    # the rows carry it, so the scorecard counts their claims as resting on part of the paper's setting
+    row = one(ADV, tangent_cosines=tangents(0.0, point_noise=0.005))
+    assert "not in this run" not in row["measured"]           # a mechanism row: measured on what ran
+    spatial = one(ADV, worst_of_k=worst_table(AT30["clear"], noise=0.01))
+    assert spatial["measured"].endswith("the paper's ResNet on CIFAR-10: not in this run")
+
+
 def test_orthogonality_reads_the_matched_null_and_keeps_the_old_one_in_its_history():
     table = tangents(0.0, point_noise=0.005)
     # the adversarial cosine equals the whole-ball corner's, but the matched null (same support) is far below
@@ -1150,6 +1165,13 @@ def test_scorecard_counts_distinct_claims_once_and_not_run_apart():
     assert studies.scorecard.sentence(scoped, "cpu").endswith(
         " 1 of the paper's claims that ran rests on part of what the paper speaks about: its rows name the "
         "families or ranges this run leaves out.")
+    # a rule chosen after the data is flagged on its distinct claim, unless that row's verdict is not counted
+    late = rows.assign(rule_set=["before", "before", "later (post hoc)", "", "", "later (post hoc)", "later (post hoc)"])
+    flagged = studies.scorecard.distinct(late).set_index("key")["rule after data"].to_dict()
+    assert flagged == {"a": "", "b": "yes", "c": "", "m": "yes"}   # c: its post hoc row is not counted
+    assert " 2 of the distinct claims with a verdict (b, m) are judged by a rule chosen after the data" in \
+        studies.scorecard.sentence(late, "cpu")
+    assert "rule chosen after" not in studies.scorecard.sentence(rows, "cpu")
 
 
 # ---------------------------------------------------------------------- the chapters' tables and closing text

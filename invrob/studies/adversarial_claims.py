@@ -63,6 +63,20 @@ def relative_gap(invariance, per_phi: bool = False):
     return table[shared].mean(axis=1).rename("relative_gap").reset_index()
 
 
+def nets_left_out(frame) -> list[str]:
+    """A claim text's parts for the paper's own nets a run did not measure (``frame``: a table with
+    ``model`` and ``dataset``): LeNet on MNIST (the cpu and gpu profiles train Wong et al.'s net in its
+    place, chapter 03 says why) and the ResNet on CIFAR-10 (the paper profile's, with the data)."""
+    if "dataset" not in frame.columns:
+        frame = frame.assign(dataset="mnist")
+    mnist = set(frame.loc[frame["dataset"] == "mnist", "model"])
+    parts = [] if "lenet" in mnist else [
+        "the paper's LeNet on MNIST: not in this run" + (" (Wong et al.'s net in its place)" if mnist else "")]
+    if not (frame["dataset"] == "cifar10").any():
+        parts.append("the paper's ResNet on CIFAR-10: not in this run")
+    return parts
+
+
 def _gap_unchanged(tables) -> tuple[str, str]:
     """The ICLR claim. Rule options: ``per_phi`` (default True: an intersection–union equivalence
     test at every test range φ; False: the relative gap averaged over φ, the rule of 2026-11) and
@@ -102,6 +116,7 @@ def _gap_unchanged(tables) -> tuple[str, str]:
                      f"[90% CI {low:+.3f}, {high:+.3f}], margin ±{margin:.3f}, {len(a)} seeds — {reading}; "
                      f"{slope_text}")
     what = "per φ" if per_phi else "averaged over φ > 0"
+    parts += nets_left_out(rel_all)
     return (f"relative invariance gap 1 − acc(φ)/acc(0), {what}, per seed: " + "; ".join(parts),
             combine(verdicts))
 
@@ -187,6 +202,7 @@ def _spatial_drops(tables) -> tuple[str, str]:
         verdicts.append(verdict)
         parts.append(f"{label(m)}, ε = {lo:g} → {hi:g}: {text}")
     k = int(at["k"].iloc[0])
+    parts += nets_left_out(at)
     return (f"worst-of-{k} rotation accuracy over [−{phi:g}°, {phi:g}°] (grid attack) among the correctly "
             f"classified points: " + "; ".join(parts), combine(verdicts))
 

@@ -114,7 +114,8 @@ def progressive_check(rows, level: str, value: str, claim: str, verdict: str, de
     steps = result.steps.table
     shown = ", ".join(f"{r['from']:g}→{r['to']:g} {r['difference']:{delta}} [{r['lo']:{delta}}, {r['hi']:{delta}}]"
                       + (" (against)" if r["reversed"] else "") for _, r in steps.iterrows())
-    text = (f"monotone trend (within-seed Jonckheere–Terpstra) p = {result.trend.p_value:.3f}; "
+    p = result.trend.p_value
+    text = (f"monotone trend (within-seed Jonckheere–Terpstra) {'p < 0.001' if p < 0.0005 else f'p = {p:.3f}'}; "
             f"adjacent steps {shown}")
     if verdict == "agree" and not result.declared:
         return text + f" — not progressive ({result.reason})", "inconclusive"

@@ -32,7 +32,9 @@ KIND_TITLES = {"mechanism": "mechanisms the paper offers", "ours": "our own clai
 
 def distinct(rows) -> "pandas.DataFrame":
     """One row per distinct claim (``key``), in page order: key, kind, versions, rows (how many
-    claim rows test it), verdict, verdicts (each row's, in order)."""
+    claim rows test it), verdict, verdicts (each row's, in order), and ``rule after data``: "yes"
+    where a row its verdict counts is judged by a rule chosen after the data had been seen (its
+    ``rule_set`` marked post hoc; the page's rule history gives its verdict under every rule)."""
     import pandas as pd
 
     out = []
@@ -42,9 +44,11 @@ def distinct(rows) -> "pandas.DataFrame":
         verdict = NOT_RUN if ran.empty else combine(ran["verdict"])
         versions = sorted({v.strip() for vs in group["versions"].fillna("") for v in str(vs).split(";") if v.strip()},
                           key=lambda v: VERSIONS.index(v) if v in VERSIONS else len(VERSIONS))
+        after = "rule_set" in ran and ran["rule_set"].fillna("").str.contains(POST_HOC, regex=False).any()
         out.append(dict(key=key, kind=group["kind"].iloc[0], versions="; ".join(versions), rows=len(group),
-                        verdict=verdict, verdicts=", ".join(group["verdict"])))
-    return pd.DataFrame(out, columns=["key", "kind", "versions", "rows", "verdict", "verdicts"])
+                        verdict=verdict, verdicts=", ".join(group["verdict"]),
+                        **{"rule after data": "yes" if after else ""}))
+    return pd.DataFrame(out, columns=["key", "kind", "versions", "rows", "verdict", "verdicts", "rule after data"])
 
 
 def counts(rows) -> "pandas.DataFrame":
@@ -83,10 +87,15 @@ def sentence(rows, profile: str) -> str:
     scoped = {key for key, m in zip(rows["key"], measured) if "not in this run" in str(m)}
     ran = table[(table["kind"] == "paper") & (table["verdict"] != NOT_RUN)]
     k = int(ran["key"].isin(scoped).sum())
-    if k:  # e.g. cpu: no p4 GCNN, rotation ranges up to 90°
+    if k:  # e.g. cpu: no p4 GCNN, rotation ranges up to 90°, the Wong net in LeNet's place
         text += (f" {k} of the paper's claims that ran {'rests' if k == 1 else 'rest'} on part of what the paper "
                  f"speaks about: {'its rows name' if k == 1 else 'their rows name'} the families or ranges this run "
                  "leaves out.")
+    late = table[(table["verdict"] != NOT_RUN) & (table["rule after data"] == "yes")]
+    if len(late):
+        text += (f" {len(late)} of the distinct claims with a verdict ({', '.join(late['key'])}) "
+                 f"{'is' if len(late) == 1 else 'are'} judged by a rule chosen after the data had been seen "
+                 "(*rule after data* below; *Rules, and how they changed* gives the verdict under every rule).")
     return text
 
 

@@ -371,9 +371,11 @@ def cost_table(results: Path | str):
     """What a run cost, per study notebook: ``(summary, table)`` — the verdict page's last section.
 
     ``table`` (one row per notebook of ``notebook_times.csv`` but the verdict page's): its wall time
-    in its latest run, whether its models were trained in that run or reloaded, which other
-    notebooks' models it reuses (each study's ``reuses``), and the minutes its models' training
-    took (:func:`training_minutes`). ``summary``: one Markdown sentence of totals. ``(None, None)``
+    in its latest run, which other notebooks' models it reuses (each study's ``reuses``), and the
+    minutes of training of its models summed over the models (:func:`training_minutes`), whichever
+    run trained them. The two do not say whether a run trained or reloaded its models: at ``cpu``
+    the runs train side by side, so a notebook that trained all of them can take less wall time
+    than their summed training. ``summary``: one Markdown sentence of totals. ``(None, None)``
     when the run left no timings.
     """
     import pandas as pd
@@ -386,21 +388,18 @@ def cost_table(results: Path | str):
     run = pd.read_csv(times).set_index("notebook").drop("06_verdict", errors="ignore")
     training = training_minutes(results)  # a model two notebooks use counts once
     reuses = {nb: text for study in studies.all_studies() for nb, text in study.reuses.items()}
-    rows = []
-    for name, seconds in run["seconds"].items():
-        minutes, own = seconds / 60, training.get(name)
-        models = ("" if own is None else "trained in that run" if minutes >= own
-                  else "all or some reloaded from checkpoints")
-        if name in reuses:
-            models = "; ".join(m for m in (models if own else "", reuses[name]) if m)
-        rows.append({"notebook": name, "wall time, latest run (min)": minutes,
-                     "its models": models, "training the models took (min)": own})
+    rows = [{"notebook": name, "wall time, latest run (min)": seconds / 60,
+             "models reused from other notebooks": reuses.get(name, ""),
+             "training, summed over its models (min)": training.get(name)}
+            for name, seconds in run["seconds"].items()]
     cost = pd.DataFrame(rows).set_index("notebook")
     total, trained = cost.iloc[:, 0].sum(), sum(training.values())
     cpus = ", ".join(str(c) for c in sorted(run["cpus"].unique()))
     summary = (f"The study notebooks' wall times in their latest runs add up to **{total:.1f} min** "
-               f"on {cpus} CPU core(s). Training their MNIST models took **{trained:.1f} "
-               "min**, in those runs or in earlier ones that left them in checkpoints/.")
+               f"on {cpus} CPU core(s), without installing and building the book. Training their MNIST "
+               f"models took **{trained:.1f} min** summed over the models, in those runs or in earlier "
+               "ones that left them in checkpoints/; where runs train side by side (the `cpu` profile, "
+               "one per core) that sum exceeds the wall time they took.")
     return summary, cost.round(1).fillna("")
 
 
