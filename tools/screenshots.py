@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     pages = [html / p for p in args.pages] or sorted(
         p for p in html.rglob("*.html") if not {"_static", "_sources", "_modules"} & set(p.parts)
         and p.name not in ("genindex.html", "search.html", "py-modindex.html"))
+    missing = [str(p.relative_to(html)) for p in pages if not p.is_file()]
+    if missing:
+        sys.exit(f"screenshots: no such page in {html}: {', '.join(missing)} (give paths like "
+                 "book/experiments/06_verdict.html)")
     for page in pages:
         for width in args.widths:
             out = Path(args.out) / str(width) / page.relative_to(html).with_suffix(".png")
