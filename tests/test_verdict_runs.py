@@ -54,6 +54,9 @@ def test_record_adds_runs_once_and_the_page_shows_which_verdicts_moved(tmp_path)
     assert "| D | — | — | not run |  |" in lines                    # a row the earlier runs did not have
     assert "**first**: from scratch" in text and "- **this run** (disagree): C measured disagree" in text
     assert "a smoke run" not in text
+    # once this run is recorded too, the page shows it once, as this run
+    vr.add(now, "third", "cpu", "this one", record)
+    assert vr.across_runs(now, "cpu", record) == text
     assert vr.moved_sentence(now, "cpu", record) == (
         "**2 claim rows changed verdict across 3 full runs at the cpu profile** (2 recorded and this one, oldest "
         "first; every model trained again, the same seeds): *B*: agree → inconclusive → inconclusive; *C*: inconclusive → "
@@ -61,7 +64,7 @@ def test_record_adds_runs_once_and_the_page_shows_which_verdicts_moved(tmp_path)
     steady = verdicts([("A", "agree"), ("B", "inconclusive"), ("C", "inconclusive")])
     assert vr.moved_sentence(steady, "cpu", vr.RECORD.with_name("absent.csv")) == ""
     assert "Every claim row kept its verdict" in vr.moved_sentence(
-        verdicts([("A", "disagree")]), "smoke", record)
+        verdicts([("A", "disagree")]).assign(measured="measured again"), "smoke", record)
 
 
 def test_a_record_without_its_columns_is_one_line(tmp_path):

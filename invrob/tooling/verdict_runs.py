@@ -84,6 +84,11 @@ def _table(verdict, profile: str, path):
     one row per claim with its verdict in each run and in this one, and the claims whose verdict moved."""
     record = read(path)
     runs = record[record["profile"] == profile] if record is not None else None
+    if runs is not None:  # a recorded run whose rows are this run's, word for word, is this run
+        mine = {tuple(r) for r in verdict[["claim", "verdict", "measured"]].astype(str).itertuples(index=False)}
+        same = [label for label, rows in runs.groupby("run", sort=False)
+                if {tuple(r) for r in rows[["claim", "verdict", "measured"]].itertuples(index=False)} == mine]
+        runs = runs[~runs["run"].isin(same)]
     if runs is None or runs.empty:
         return None, [], None, []
     labels = list(dict.fromkeys(runs["run"]))
