@@ -62,7 +62,7 @@ def test_record_adds_runs_once_and_the_page_shows_which_verdicts_moved(tmp_path)
         "first; every model trained again, the same seeds): *B*: agree → inconclusive → inconclusive; *C*: inconclusive → "
         "inconclusive → disagree. Their verdicts sit at the edge of their rules: see *Verdicts across runs*.")
     steady = verdicts([("A", "agree"), ("B", "inconclusive"), ("C", "inconclusive")])
-    assert vr.moved_sentence(steady, "cpu", vr.RECORD.with_name("absent.csv")) == ""
+    assert vr.moved_sentence(steady, "cpu", tmp_path / "absent.csv") == ""   # nothing recorded: no sentence
     assert "Every claim row kept its verdict" in vr.moved_sentence(
         verdicts([("A", "disagree")]).assign(measured="measured again"), "smoke", record)
 
