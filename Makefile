@@ -50,7 +50,7 @@ test-fast: data  ## unit tests only (no notebooks, no book)
 bench: data  ## speed/memory table -> benchmarks/results.md (7: stacked training; 8: FGSM-RS vs PGD-5 training; 9: side by side)
 	$(BIN)/python -m benchmarks --only pgd rotation grid spatial stacked fastat parallel
 
-nbval-update: data  ## re-record tests/notebooks (nbval) and tests/reference/smoke (tables) from one smoke run
+nbval-update: data  ## re-record tests/notebooks (nbval) and tests/reference/smoke (tables) from one smoke run under scalar CPU kernels
 	$(BIN)/python -m invrob.tooling.regression record
 
 screenshots:  ## the built book in headless Chromium at 1400 and 800 px -> _build/screenshots/

@@ -30,7 +30,7 @@ DTYPES = {"smoke": "float64", "cpu": "float32", "gpu": "float32", "paper": "floa
 
 # How many runs a notebook trains side by side on a CPU (invrob.train.parallel): one per core at
 # cpu, where a small net leaves a core idle (1.4-1.5x the runs per minute on 2 cores); one at
-# smoke (the test suite runs two smoke runs beside its unit tests, one thread each) and on GPUs.
+# smoke (the test suite runs its smoke run beside its unit tests, one thread each) and on GPUs.
 TRAIN_WORKERS = {"smoke": 1, "cpu": "cores", "gpu": 1, "paper": 1}
 
 # study → profile → settings, read-only by convention (each study module owns its own).

@@ -26,10 +26,9 @@ def mnist_train():
     return load_mnist(train=True)
 
 
-# The two smoke runs of tests/test_notebooks.py (this CPU kernel selection and a second one),
-# started in the background once the tests are selected: with one thread each they run beside
-# the rest of the suite, and the tests that read them run last.
-SMOKE_RUNS = pytest.StashKey[dict]()
+# The smoke run of tests/test_notebooks.py, started in the background once the tests are selected:
+# with one thread it runs beside the rest of the suite, and the tests that read it run last.
+SMOKE_RUN = pytest.StashKey[dict]()
 
 
 def _needs(item, fixture: str) -> bool:
@@ -37,54 +36,49 @@ def _needs(item, fixture: str) -> bool:
 
 
 def pytest_collection_modifyitems(items):
-    """Run the tests that read the smoke runs last, those of the second-kernel run at the very end."""
-    items.sort(key=lambda item: (_needs(item, "smoke"), _needs(item, "alt_run")))
+    """Run the tests that read the smoke run last."""
+    items.sort(key=lambda item: _needs(item, "smoke"))
 
 
 def pytest_collection_finish(session):
-    """Start both smoke runs if a test that survived every selection (-m, -k, --lf) reads them."""
+    """Start the smoke run if a test that survived every selection (-m, -k, --lf) reads it."""
     config = session.config
     if config.option.collectonly or not any(_needs(item, "smoke") for item in session.items):
         return
     import shutil
     import tempfile
 
-    from invrob.tooling import regression
+    from invrob.tooling import smoke
 
     root = Path(tempfile.mkdtemp(prefix="invrob-smoke-"))
-    runs = {"root": root, "data": None}
-    config.stash[SMOKE_RUNS] = runs  # before anything can fail, so that unconfigure cleans up
+    run = {"root": root, "data": None}
+    config.stash[SMOKE_RUN] = run  # before anything can fail, so that unconfigure cleans up
     try:
-        runs["data"] = regression.prepare_data(root / "data")
-        runs["main"] = regression.start_smoke_run(root / "main", runs["data"], {}, book=root / "book")
-        runs["alt"] = regression.start_smoke_run(root / "alt", runs["data"], regression.ALT_KERNELS)
+        run["data"] = smoke.prepare_data(root / "data")
+        run["process"] = smoke.start_smoke_run(root / "main", run["data"], book=root / "book")
     except BaseException:
-        for name in ("main", "alt"):
-            if name in runs:
-                regression.stop_smoke_run(runs[name])
         shutil.rmtree(root, ignore_errors=True)
-        del config.stash[SMOKE_RUNS]
+        del config.stash[SMOKE_RUN]
         raise
 
 
 @pytest.fixture(scope="session")
-def smoke_runs(request) -> dict:
-    """The background smoke runs: ``root``, ``data`` and the ``main`` and ``alt`` processes."""
-    return request.config.stash[SMOKE_RUNS]
+def smoke_process(request) -> dict:
+    """The background smoke run: ``root``, ``data`` and its ``process``."""
+    return request.config.stash[SMOKE_RUN]
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Stop runs still going (-x, Ctrl-C); keep the folder of a failed session for its logs."""
-    runs = session.config.stash.get(SMOKE_RUNS, None)
-    if runs is None:
+    """Stop the run if still going (-x, Ctrl-C); keep the folder of a failed session for its logs."""
+    run = session.config.stash.get(SMOKE_RUN, None)
+    if run is None:
         return
     import shutil
 
-    from invrob.tooling import regression
+    from invrob.tooling import smoke
 
-    for name in ("main", "alt"):
-        regression.stop_smoke_run(runs[name])
+    smoke.stop_smoke_run(run["process"])
     if exitstatus == 0:
-        shutil.rmtree(runs["root"], ignore_errors=True)
+        shutil.rmtree(run["root"], ignore_errors=True)
     else:
-        print(f"\nsmoke runs kept for their logs: {runs['root']}")
+        print(f"\nsmoke run kept for its logs: {run['root']}")

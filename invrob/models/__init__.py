@@ -39,7 +39,6 @@ from torch import nn
 
 from ..data import DATASETS
 from ..errors import InvrobError, check_choice, check_positive_int
-from .gcnn import GCNN
 from .layout import DEFAULT_WIDTH, LAYOUTS
 from .mnist import LeNet, MadryNet, WongNet
 from .normalize import Normalize, dataset_stats
@@ -57,6 +56,8 @@ def _stdcnn(dataset: str, width: int | None = None) -> nn.Module:
 
 def _gcnn(group: str) -> Callable[..., nn.Module]:
     def build(dataset: str, width: int | None = None) -> nn.Module:
+        from .gcnn import GCNN  # e2cnn loads (about 1 s) only where a GCNN is built
+
         return GCNN(group, LAYOUTS[dataset], width or DEFAULT_WIDTH[dataset], *dataset_stats(dataset))
     return build
 
@@ -97,10 +98,22 @@ def register_model(name: str, datasets, builder: Callable[..., nn.Module]) -> No
     _REGISTRY[name] = (datasets, builder)
 
 
+def __getattr__(name: str):
+    if name == "GCNN":  # imported on first use: e2cnn takes about 1 s to load, and most runs build no GCNN
+        from .gcnn import GCNN
+        return GCNN
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Modules of this package whose models the registry above already holds; not imported to be searched
+# (gcnn would load e2cnn).
+_BUILT_IN = {"gcnn", "layout", "mnist", "normalize", "resnet", "stdcnn", "vgg"}
+
+
 def _discover() -> None:
-    """Register the ``MODELS`` of every module of this package (a new model is one file)."""
+    """Register the ``MODELS`` of every other module of this package (a new model is one file)."""
     for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
+        if not info.name.startswith("_") and info.name not in _BUILT_IN:
             module = importlib.import_module(f"{__name__}.{info.name}")
             for name, (datasets, builder) in getattr(module, "MODELS", {}).items():
                 register_model(name, datasets, builder)

@@ -23,9 +23,7 @@ Tolerance of a metric, per row: ``abs + points / n + rel · |reference|``, with
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InvrobError
+from .smoke import KERNELS_FILE, REFERENCE_KERNELS, build_book, prepare_data, smoke_run
 
 TOLERANCE_FILE = "tolerances.yaml"
 
@@ -188,7 +187,8 @@ def compare_results(results_root: str | Path, reference_root: str | Path) -> lis
 
 
 def record_results(results_root: str | Path, reference_root: str | Path) -> list[str]:
-    """Copy the checked tables of a run into the references; returns what moved beyond tolerance.
+    """Copy the checked tables of a run into the references, every digit, and delete reference tables
+    the tolerance file no longer names; returns what moved beyond tolerance.
 
     The returned lines are the review: an intended change shows its numbers
     here (and in ``git diff``) before the new references are committed.
@@ -199,12 +199,15 @@ def record_results(results_root: str | Path, reference_root: str | Path) -> list
     for name, table in spec.tables.items():
         source = results_root / f"{name}.csv"
         if source.exists():
-            frame = pd.read_csv(source)
+            frame = pd.read_csv(source, float_precision="round_trip")  # every digit the run wrote
             kept = [*table.keys, *table.metrics]  # and n, which sets an accuracy's tolerance
             frame = frame[kept + (["n"] if "n" in frame.columns and "n" not in kept else [])]
             dest = reference_root / f"{name}.csv"
             dest.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(dest, index=False)  # full precision: the tolerances, not the file, round
+    for stale in sorted(reference_root.glob("*/*.csv")):
+        if str(stale.relative_to(reference_root).with_suffix("").as_posix()) not in spec.tables:
+            stale.unlink()
     return changes
 
 
@@ -311,129 +314,20 @@ def copy_notebooks(executed: list[Path], dest: str | Path) -> None:
         shutil.copy(path, dest / path.name)
 
 
-# --------------------------------------------------------------------------- the smoke run
+# --------------------------------------------------------------------------- the references
 
 REPO = Path(__file__).resolve().parent.parent.parent
 REFERENCE = REPO / "tests" / "reference" / "smoke"     # recorded tables + tolerances
 RECORDED = REPO / "tests" / "notebooks"                # recorded executed notebooks (nbval)
 SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
 
-# A second CPU kernel selection: portable scalar code instead of AVX2/AVX-512 and SSE4.1
-# oneDNN kernels. Each changes the rounding of float sums: measured in float64 (issue 23),
-# StdCNN, p4 GCNN and Wong-net weights all differ from this selection's after 5 Adam steps,
-# and tests/test_notebooks.py checks that the run's tables differ too. The smoke run must pass
-# its checks under both selections. MKL's MKL_CBWR=COMPATIBLE would also change the float64
-# GEMMs, at twice the cost of the GCNN's training (0.61 s a batch against 0.35 s), which
-# doubled the suite's second run; its other modes (SSE4_2, AVX, AVX2) change nothing here.
-# Measured on 2026-12-06 (one smoke run alone, 2 cores): this selection 214 s against 172 s for
-# the default one; ATen's AVX2 kernels with oneDNN at AVX2 take 181 s, but in chapter 01 they
-# change only the training loss, by an ulp a CSV reader's default parser rounds away: the
-# scalar kernels stay, for the stronger evidence.
-ALT_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}
-
-
-def prepare_data(folder: str | Path, source: str | Path | None = None) -> Path:
-    """A data folder for smoke runs: MNIST and the CIFAR-10 sample linked from ``source``,
-    and a CIFAR-10 stand-in built from the 20 sample images, so that every CIFAR-10
-    cell of the notebooks runs (at smoke size) without the real dataset."""
-    from ..data import data_root, load_cifar10_sample, load_mnist, write_cifar10_folder
-
-    folder, source = Path(folder), data_root(source).resolve()
-    load_mnist(source, train=False)                 # fetched and verified in the source folder
-    x, y = load_cifar10_sample(source)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("MNIST", "cifar10-sample"):
-        link = folder / name
-        if not link.exists():
-            link.symlink_to(source / name, target_is_directory=True)
-    write_cifar10_folder(folder, x, y)
-    return folder
-
-
-def smoke_run(workdir: str | Path, data: str | Path, dest: str | Path | None = None,
-              log=lambda line: None) -> dict[str, float]:
-    """Run every study notebook once at the smoke profile in ``workdir`` (fresh), with ``data``.
-
-    Executed notebooks land in ``dest`` (default ``workdir/executed``), tables in
-    ``workdir/results/smoke``. One intra-op thread: the two runs of the test suite
-    share the machine's cores, and a fixed thread count fixes the order of sums.
-    """
-    from .runbook import run_all
-
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("INVROB_DATA", "OMP_NUM_THREADS")}
-    os.environ.update(INVROB_DATA=str(Path(data).resolve()), OMP_NUM_THREADS="1")
-    try:
-        return run_all("smoke", Path(dest or workdir / "executed"), workdir, fresh=True, log=log)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def build_book(executed: str | Path, book: str | Path, source: str | Path = REPO) -> Path:
-    """The Jupyter Book of a smoke run, as ``make book`` builds it: ``source``'s ``_config.yml``,
-    ``_toc.yml`` and ``book/`` pages with the executed notebooks in ``executed`` as its chapters
-    (each prepared by :func:`~invrob.tooling.runbook.for_book`), built into ``book/_build/html``
-    (warnings are errors). Writes ``book/build.json``: the build's return code, stdout and stderr."""
-    import json
-
-    from .runbook import for_book, study_notebooks
-
-    executed, book, source = Path(executed), Path(book), Path(source)
-    book.mkdir(parents=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(source / name, book / name)
-    shutil.copytree(source / "book", book / "book", ignore=shutil.ignore_patterns("experiments"))
-    chapters = book / "book" / "experiments"
-    chapters.mkdir()
-    for notebook in study_notebooks(executed):  # the book renders its own copies
-        shutil.copy(notebook, chapters / notebook.name)
-        for_book(chapters / notebook.name)
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")  # the venv's, as `make book` uses
-    done = subprocess.run([str(jupyter_book), "build", str(book), "--path-output", str(book),
-                           "--warningiserror", "--keep-going"], capture_output=True, text=True, cwd=book)
-    path = book / "build.json"
-    path.write_text(json.dumps({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}))
-    return path
-
-
-def start_smoke_run(workdir: str | Path, data: str | Path, env: dict[str, str],
-                    book: str | Path | None = None) -> subprocess.Popen:
-    """:func:`smoke_run` in a subprocess with extra environment variables (e.g. :data:`ALT_KERNELS`:
-    the kernel selection is read when torch loads, so it needs a process of its own).
-
-    Output goes to ``workdir/run.log``. ``book``: then build the run's book there
-    (:func:`build_book`), in the same background process. The run leads a session of its own, so
-    :func:`stop_smoke_run` stops it together with its notebook kernels."""
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    extra = ["--book", str(book)] if book is not None else []
-    with open(Path(workdir) / "run.log", "w") as log:  # the child holds its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "invrob.tooling.regression", "run", "--workdir", str(workdir),
-                                 "--data", str(data), *extra], env={**os.environ, **env}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_smoke_run(process: subprocess.Popen) -> None:
-    """Stop a run of :func:`start_smoke_run` that is still going, kernels included."""
-    import signal
-
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-
 
 def record(workdir: str | Path | None = None, reference: str | Path = REFERENCE,
            recorded: str | Path = RECORDED) -> list[str]:
-    """Re-record the references from a fresh smoke run: tables into ``reference`` (default
-    :data:`REFERENCE`, the checkout's; it must hold :data:`TOLERANCE_FILE`), executed notebooks
-    into ``recorded`` (default :data:`RECORDED`). Returns the numeric changes to review."""
+    """Re-record the references from a fresh smoke run under :data:`REFERENCE_KERNELS`: tables into
+    ``reference`` (default :data:`REFERENCE`, the checkout's; it must hold :data:`TOLERANCE_FILE`)
+    with the run's ``kernels.json``, executed notebooks into ``recorded`` (default :data:`RECORDED`).
+    Returns the numeric changes to review."""
     import tempfile
 
     reference = Path(reference)
@@ -441,8 +335,9 @@ def record(workdir: str | Path | None = None, reference: str | Path = REFERENCE,
         raise InvrobError(f"{reference / TOLERANCE_FILE} not found: the reference folder needs its tolerance file")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="invrob-record-"))
     data = prepare_data(workdir / "data")
-    smoke_run(workdir, data, log=lambda line: print(line, flush=True))
+    smoke_run(workdir, data, log=lambda line: print(line, flush=True), kernels=REFERENCE_KERNELS)
     changes = record_results(workdir / "results" / "smoke", reference)
+    shutil.copy(workdir / KERNELS_FILE, reference / KERNELS_FILE)
     copy_notebooks(sorted((workdir / "executed").glob("[0-9][0-9]_*.ipynb")), recorded)
     return changes
 
