@@ -235,7 +235,7 @@ def test_rotation_augmentation_costs_linf_against_certified_rotation(cert, aa, e
     found, measured = verdict(COSTS, certificates=certificates(rotation(cert)),
                               robust_points=robust_points(rotation(aa)))
     assert found == expected, measured
-    assert "AutoAttack accuracy at ε = 0.1" in measured and "not in this run" not in measured
+    assert "AutoAttack-grade accuracy at ε = 0.1" in measured and "not in this run" not in measured
 
 
 def test_claim_b_says_what_its_rotation_ranges_leave_out():

@@ -201,6 +201,17 @@ def test_progressive_claims_show_every_level_and_the_points_classified_correctly
     assert "among correctly classified points: 50.0%, 50.0%, 50.0%, 50.0%" in measured
 
 
+def test_rows_name_the_test_points_each_seed_is_measured_on():
+    """Per-seed accuracies are resampled over seeds only: each row says how many test points each is on,
+    the attack's count for ℓ∞ robustness and the spatial set's for the spatial measures."""
+    table = accuracy({**along(ROT, "adversarial", [0.40, 0.30, 0.20]), **along(EPS[1:], "rotation_30", [0.5] * 3),
+                      WORST_CASE: {"adversarial": 0.2, "spatial_grid": 0.6}})
+    table.loc[table["recipe"] == WORST_CASE, "n_attack"] = 90
+    assert "each seed on 100 test points" in verdict(ROTATION_CLAIM, table)["measured"]
+    assert "each seed on 200 test points" in verdict(ROTGRID_CLAIM, table)["measured"]
+    assert verdict(COST_CLAIM, table)["measured"].endswith("5 seeds (each seed on 90–100 test points)")
+
+
 def test_spatial_claims_read_their_own_measurement():
     table = accuracy({**along(EPS, "spatial_grid", [0.5, 0.45, 0.4, 0.35])})
     assert verdict(GRID_CLAIM, table)["verdict"] == "agree"

@@ -102,7 +102,7 @@ def _rotation_costs(tables) -> tuple[str, str]:
         floor = _floor_note(a_seed, "theta", "autoattack")
         if floor:
             verdict = "inconclusive"
-            reading = f"the natural recipe's AutoAttack accuracy {floor}"
+            reading = f"the natural recipe's AutoAttack-grade accuracy {floor}"
         elif c_verdict != "agree":
             verdict = "inconclusive"
             reading = "rotation augmentation is not shown to raise certified rotation accuracy"
@@ -112,13 +112,14 @@ def _rotation_costs(tables) -> tuple[str, str]:
                        "disagree": "certified rotation accuracy rises and so does ℓ∞ robustness"}.get(
                 a_verdict, "certified rotation accuracy rises; the ℓ∞ change is not shown")
         verdicts.append(verdict)
-        parts.append(f"{label(m)}, θ = {lo:g}° → {hi:g}°: AutoAttack accuracy at ε = {eps:g} {a_text}; certified "
+        parts.append(f"{label(m)}, θ = {lo:g}° → {hi:g}°: AutoAttack-grade accuracy at ε = {eps:g} {a_text}; certified "
                      f"rotation accuracy at r = {CLAIM_RADIUS:g}° {c_text} — {reading}")
     if not parts:
         return "no natural and rotation-augmented recipes of chapter 05 with AutoAttack rows in this run", NOT_RUN
     parts += ranges_left_out(cert["theta"].max(), ROTATION_REACH)
-    return "chapter 05's natural and rotation-augmented recipes, paired by seed and test point: " + \
-        "; ".join(parts), combine(verdicts)
+    return "chapter 05's natural and rotation-augmented recipes, paired by seed and test point, on this " \
+        "chapter's test points (chapter 05's own row reads other points of the test set, so its AutoAttack " \
+        "numbers differ within their intervals): " + "; ".join(parts), combine(verdicts)
 
 
 def _ranks(values):

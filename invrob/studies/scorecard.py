@@ -225,9 +225,38 @@ def claim_sections(rows, profile: str) -> list[str]:
         sections.append(f"### {study.heading}\n\n" + markdown_table(mine, ("claim", "paper", "measured", "verdict"))
                         + "\n\n" + fold("The rules of these rows", markdown_table(mine, ("claim", "rule", "verdict"))))
     sections.append(fold("How every interval is computed, and how rules combine",
-                         f"{STATS_RULE} {COMBINE_RULE} {GATE_RULE} {PROGRESSIVE_RULE}")
+                         f"{STATS_RULE} {COMBINE_RULE} {GATE_RULE} {PROGRESSIVE_RULE} {attack_rule(profile)}")
                     + f"\n\n**Claim rows.** {bottom_line(rows, profile)}")
     return sections
+
+
+def attack_name(settings) -> str:
+    """The ℓ∞ attack behind a study's robust accuracies (:func:`~invrob.studies.rules.autoattack_of`), in words."""
+    if getattr(settings, "aa_attacks", "absent") == "absent":
+        return ""
+    if settings.aa_attacks is None:
+        return "AutoAttack's standard ensemble (APGD-CE, APGD-T with 9 target classes, FAB-T, Square)"
+    parts = [name.upper() + (f" on the {settings.aa_targets} most likely target classes"
+                             if name.endswith("-t") and settings.aa_targets else "") for name in settings.aa_attacks]
+    steps = settings.aa_steps or 100
+    return f"AutoAttack's {' and '.join(parts)}, {steps} iterations each"
+
+
+def attack_rule(profile: str) -> str:
+    """What every row's “AutoAttack-grade” robust accuracy is at ``profile``, study by study."""
+    names: dict[str, list[str]] = {}
+    for study in _studies():
+        settings = getattr(study, "settings", None)  # a study of the Study contract has it
+        name = attack_name(settings(profile)) if settings else ""
+        if name:
+            names.setdefault(name, []).append(study.heading)
+    if not names:
+        return ""
+    which = "; ".join(f"{name} ({', '.join(headings)})" for name, headings in names.items()) if len(names) > 1 \
+        else f"{next(iter(names))}, in every study"
+    return (f"Every robust accuracy a row reads (“AutoAttack-grade”, or the attack's own name) is ℓ∞ at the "
+            f"{profile} profile: {which}; the cheap versions are checked against the standard ensemble in "
+            f"tests/test_autoattack.py and tools/attack_agreement.py (benchmarks/attack_agreement_*.csv).")
 
 
 def by_margin(verdicts) -> "pandas.DataFrame":

@@ -52,6 +52,23 @@ def _per_model(acc):
                acc[(acc["model"] == m) & (acc["dataset"] == d)])
 
 
+# the column that counts the test points each seed's ``value`` is measured on (the rest: n_spatial)
+N_POINTS = {"adversarial": "n_attack", "joint": "n_attack"}
+
+
+def points_each(rows, value) -> str:
+    """How many test points each seed's ``value`` is measured on (its interval resamples seeds only)."""
+    column = N_POINTS.get(value, "n_spatial")
+    if column not in rows or value == "clean":
+        return ""
+    n = sorted(set(rows[column].astype(int)))
+    return f"each seed on {n[0]} test points" if len(n) == 1 else f"each seed on {n[0]}–{n[-1]} test points"
+
+
+def _in_parentheses(text: str) -> str:
+    return f" ({text})" if text else ""
+
+
 def _means_and_conditional(rows, level, value) -> str:
     """Per-level means of ``value`` and, where defined, the same among the correctly classified points."""
     means = rows.groupby(level)[value].mean()
@@ -62,7 +79,8 @@ def _means_and_conditional(rows, level, value) -> str:
     if value in AMONG_CORRECT and AMONG_CORRECT[value] in rows:
         ratio = (rows[value] / rows[AMONG_CORRECT[value]]).groupby(rows[level]).mean()
         text += "; among correctly classified points: " + ", ".join(f"{v:.1%}" for v in ratio)
-    return text
+    each = points_each(rows, value)
+    return text + (f"; {each}" if each else "")
 
 
 def _progressive_drop(acc, names, level, value, what) -> tuple[str, str]:
@@ -192,15 +210,16 @@ def _cusp_on_front(spatial: str, what: str):
 
 
 def _against_natural(acc, recipe: str, judge, missing: str) -> tuple[str, str]:
-    """Per model (and dataset) with both arms: ``judge(name, arrays)`` → ``(text, verdict)``, where
-    ``arrays(value)`` gives the natural and ``recipe`` seed means of ``value``, paired by seed."""
+    """Per model (and dataset) with both arms: ``judge(name, arrays, rows)`` → ``(text, verdict)``, where
+    ``arrays(value)`` gives the natural and ``recipe`` seed means of ``value``, paired by seed, and
+    ``rows`` are the model's rows of both arms."""
     parts, verdicts = [], []
     for name, _, model_rows in _per_model(acc):
         rows = _rows(model_rows, ["natural", recipe])
         if set(rows["recipe"]) != {"natural", recipe}:
             continue
         rows = rows.assign(arm=(rows["recipe"] == recipe).astype(int))
-        text, verdict = judge(name, lambda value, rows=rows: seed_arrays(rows, "arm", 0, 1, value))
+        text, verdict = judge(name, lambda value, rows=rows: seed_arrays(rows, "arm", 0, 1, value), rows)
         parts.append(text)
         verdicts.append(verdict)
     if not parts:
@@ -209,14 +228,15 @@ def _against_natural(acc, recipe: str, judge, missing: str) -> tuple[str, str]:
 
 
 def _worst_case_costs_adversarial(tables) -> tuple[str, str]:
-    def judge(name, arrays):
+    def judge(name, arrays, rows):
         text, verdict = change_test(*arrays(ADVERSARIAL), "decrease")
-        return f"{name}, natural → worst-of-10 spatial training: AutoAttack-grade accuracy {text}", verdict
+        return (f"{name}, natural → worst-of-10 spatial training: AutoAttack-grade accuracy {text}"
+                f"{_in_parentheses(points_each(rows, ADVERSARIAL))}", verdict)
     return _against_natural(tables["accuracy"], WORST_CASE, judge, "no worst-case spatial recipe in this run")
 
 
 def _worst_case_no_tradeoff(tables) -> tuple[str, str]:
-    def judge(name, arrays):
+    def judge(name, arrays, rows):
         a, b = arrays("clean")
         if len(a) < 2:
             return f"{name}: 1 seed, no interval", "inconclusive"
@@ -227,7 +247,8 @@ def _worst_case_no_tradeoff(tables) -> tuple[str, str]:
         note_margin(margin)
         # no cost: the clean-accuracy change is shown to lie above −margin (non-inferiority)
         cost_v = "agree" if low > -margin else "disagree" if high < -margin else "inconclusive"
-        return (f"{name}, natural → worst-of-10 + regulariser: grid accuracy {s_text}; clean accuracy {c_text}",
+        grid = s_text + _in_parentheses(points_each(rows, SPATIAL))
+        return (f"{name}, natural → worst-of-10 + regulariser: grid accuracy {grid}; clean accuracy {c_text}",
                 combine([s_v, cost_v]))
     return _against_natural(tables["accuracy"], REGULARISED, judge, "no regularised worst-case recipe in this run")
 
