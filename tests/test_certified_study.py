@@ -55,8 +55,8 @@ def test_cpu_reuses_the_issue_s_models():
     # rotation ranges stop at 90° at cpu, where the cpu recipes pass the rotation gate (issue 21)
     assert families == {("stdcnn", "natural"), ("stdcnn", "rotation 45°"), ("stdcnn", "rotation 90°"),
                         ("wong", "natural"), ("wong", "adversarial ε=0.1"), ("wong", "adversarial ε=0.2"),
-                        ("wong", "rotation 30°"), ("wong", "rotation 90°"), ("wong", "worst-of-10 spatial")}
-    assert len(STUDY.configs(S)) == 45
+                        ("wong", "adversarial ε=0.3"), ("wong", "rotation 30°"), ("wong", "rotation 90°"), ("wong", "worst-of-10 spatial")}
+    assert len(STUDY.configs(S)) == 50
 
 
 def test_recipe_names_are_chapter_05_s():

@@ -1114,7 +1114,9 @@ def test_per_phi_rule_fails_when_one_phi_leaves_the_margin_that_the_average_hide
 def test_rule_history_renders_every_rule_with_its_own_verdict():
     table = opposite_phi_table()
     history = ADV.rule_history({"invariance": table})
-    assert list(history["current"]) == [True, False] and list(history["post_hoc"]) == [False, True]
+    # both post hoc: the averaged rule came after the per-φ rule had been inconclusive at 2 seeds, and the per-φ
+    # rule was reinstated (as an intersection–union test) after the 5-seed cpu data had been seen
+    assert list(history["current"]) == [True, False] and list(history["post_hoc"]) == [True, True]
     assert list(history["rule_alone"]) == ["disagree", "agree"]
     shown = studies.scorecard.markdown(studies.scorecard.history_table(history), index=False)
     assert "**current** (the rule in the claim's row)" in shown and "averaged over φ" in shown and "*(post hoc)*" in shown
@@ -1181,9 +1183,12 @@ def test_scorecard_counts_distinct_claims_once_and_not_run_apart():
     assert "leaves out" not in studies.scorecard.sentence(rows, "cpu")
     # a row that names what its run leaves out (cpu: no GCNN, θ ≤ 90°) scopes its distinct claim, once
     scoped = rows.assign(measured=["x; GCNN (p4): not in this run", "y", "z", "w", "v", "u", "t"])
-    assert studies.scorecard.sentence(scoped, "cpu").endswith(
-        " 1 of the paper's claims that ran rests on part of what the paper speaks about: its rows name the "
-        "families or ranges this run leaves out.")
+    assert (" 1 of the paper's claims that ran rests on part of what the paper speaks about: its rows name the "
+            "families or ranges this run leaves out.") in studies.scorecard.sentence(scoped, "cpu")
+    # a distinct claim whose rows differ says so, with the rule that combines them
+    assert studies.scorecard.sentence(rows, "cpu").endswith(
+        " 1 distinct claim has rows whose verdicts differ (b: agree, disagree): a distinct claim agrees only if "
+        "every row of it that ran agrees, and disagrees if any row disagrees (no correction for the number of rows).")
     # a rule chosen after the data is flagged on its distinct claim, unless that row's verdict is not counted
     late = rows.assign(rule_set=["before", "before", "later (post hoc)", "", "", "later (post hoc)", "later (post hoc)"])
     flagged = studies.scorecard.distinct(late).set_index("key")["rule after data"].to_dict()

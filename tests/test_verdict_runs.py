@@ -54,9 +54,11 @@ def test_record_adds_runs_once_and_the_page_shows_which_verdicts_moved(tmp_path)
     assert "| D | — | — | not run |  |" in lines                    # a row the earlier runs did not have
     assert "**first**: from scratch" in text and "- **this run** (disagree): C measured disagree" in text
     assert "a smoke run" not in text
-    # once this run is recorded too, the page shows it once, as this run
+    # once this run is recorded too, the page shows it once, as this run, and says which record it is
     vr.add(now, "third", "cpu", "this one", record)
-    assert vr.across_runs(now, "cpu", record) == text
+    recorded = vr.across_runs(now, "cpu", record)
+    assert recorded.replace("\n- **this run**, recorded as **third**: this one", "") == text
+    assert "\n- **this run**, recorded as **third**: this one" in recorded
     assert vr.moved_sentence(now, "cpu", record) == (
         "**2 claim rows changed verdict across 3 full runs at the cpu profile** (2 recorded and this one, oldest "
         "first; every model trained again, the same seeds): *B*: agree → inconclusive → inconclusive; *C*: inconclusive → "

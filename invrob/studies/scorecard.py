@@ -96,6 +96,13 @@ def sentence(rows, profile: str) -> str:
         text += (f" {len(late)} of the distinct claims with a verdict ({', '.join(late['key'])}) "
                  f"{'is' if len(late) == 1 else 'are'} judged by a rule chosen after the data had been seen "
                  "(*rule after data* below; *Rules, and how they changed* gives the verdict under every rule).")
+    mixed = table[(table["verdict"] != NOT_RUN)
+                  & table["verdicts"].apply(lambda v: len(set(v.split(", ")) - {NOT_RUN}) > 1)]
+    if len(mixed):  # the rows of one distinct claim combine as a claim about several models does
+        text += (f" {len(mixed)} distinct claim{' has' if len(mixed) == 1 else 's have'} rows whose verdicts differ ("
+                 + "; ".join(f"{k}: {v}" for k, v in zip(mixed["key"], mixed["verdicts"])) + "): a distinct claim "
+                 "agrees only if every row of it that ran agrees, and disagrees if any row disagrees (no correction "
+                 "for the number of rows).")
     return text
 
 
@@ -164,7 +171,7 @@ def power_table(power, most: int = 999) -> "pandas.DataFrame":
                          margin=["—" if m is None or m != m else f"{m:.4g}" for m in power["margin"]])
     return shown.drop(columns="study").rename(columns={
         "estimate": "change measured", "se": "bootstrap SE", "mde": "detectable at these seeds",
-        "seeds_needed": "seeds needed"})
+        "seeds_needed": "seeds for 80% power"})
 
 
 # ------------------------------------------------------------ the verdict page: every study

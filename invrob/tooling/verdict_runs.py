@@ -80,17 +80,21 @@ def add(rows, run: str, profile: str, how: str, path: str | Path = RECORD):
 
 
 def _table(verdict, profile: str, path):
-    """``(runs, labels, table, moved)``: the record's rows at ``profile``, their run labels (oldest first),
-    one row per claim with its verdict in each run and in this one, and the claims whose verdict moved."""
+    """``(runs, labels, table, moved, this)``: the record's rows at ``profile``, their run labels (oldest
+    first), one row per claim with its verdict in each run and in this one, the claims whose verdict moved,
+    and ``this``: the recorded run that is this run, word for word (its label and how it was made), or None."""
     record = read(path)
     runs = record[record["profile"] == profile] if record is not None else None
+    this = None
     if runs is not None:  # a recorded run whose rows are this run's, word for word, is this run
         mine = {tuple(r) for r in verdict[["claim", "verdict", "measured"]].astype(str).itertuples(index=False)}
         same = [label for label, rows in runs.groupby("run", sort=False)
                 if {tuple(r) for r in rows[["claim", "verdict", "measured"]].itertuples(index=False)} == mine]
+        if same:
+            this = (same[-1], runs.loc[runs["run"] == same[-1], "how"].iloc[0])
         runs = runs[~runs["run"].isin(same)]
     if runs is None or runs.empty:
-        return None, [], None, []
+        return None, [], None, [], this
     labels = list(dict.fromkeys(runs["run"]))
     table = runs.pivot_table(index="claim", columns="run", values="verdict", aggfunc="first")
     order = list(dict.fromkeys([*verdict["claim"], *runs["claim"]]))  # this run's rows first, in page order
@@ -98,13 +102,13 @@ def _table(verdict, profile: str, path):
     table["this run"] = verdict.set_index("claim")["verdict"].reindex(order)
     table = table.fillna("—")
     moved = [claim for claim, row in table.iterrows() if len({v for v in row if v != "—"}) > 1]
-    return runs, labels, table, moved
+    return runs, labels, table, moved, this
 
 
 def moved_sentence(verdict, profile: str, path: str | Path = RECORD) -> str:
     """One sentence for under the scorecard: which claim rows changed verdict across the recorded full
     runs of ``profile`` and this one ("" when none is recorded)."""
-    runs, labels, table, moved = _table(verdict, profile, path)
+    runs, labels, table, moved, _ = _table(verdict, profile, path)
     if runs is None:
         return ""
     if not moved:
@@ -123,7 +127,7 @@ def across_runs(verdict, profile: str, path: str | Path = RECORD) -> str:
     what each run was and the moved rows' measurements run by run (Markdown)."""
     from ..studies.scorecard import fold, markdown
 
-    runs, labels, table, moved = _table(verdict, profile, path)
+    runs, labels, table, moved, this = _table(verdict, profile, path)
     if runs is None:
         return (f"No earlier full run at the {profile} profile is recorded in `{path}`: this run's verdicts "
                 "cannot be set beside another's.")
@@ -136,6 +140,8 @@ def across_runs(verdict, profile: str, path: str | Path = RECORD) -> str:
             f"bit across CPU models or thread counts. A verdict that moved sits at the edge of its rule; read it "
             f"as unsettled at this profile, whatever the latest run says.")
     hows = "\n".join(f"- **{label}**: {runs.loc[runs['run'] == label, 'how'].iloc[0]}" for label in labels)
+    if this is not None:
+        hows += f"\n- **this run**, recorded as **{this[0]}**: {this[1]}"
     detail = []
     for claim in moved:
         lines = [f"- **{label}** ({table.loc[claim, label]}): "
