@@ -333,10 +333,22 @@ def certified_tables() -> dict:
     return module._all_tables()
 
 
+def trade_points(trade, n=400):
+    """Chapter 05's ``robust_points`` for an accuracy table: per seed, ``round(adversarial · n)`` of n points robust."""
+    rows = []
+    for r in trade.to_dict("records"):
+        k = int(round(r["adversarial"] * n))
+        rows += [{**{c: r[c] for c in ("model", "dataset", "theta", "eps_train", "seed", "recipe")},
+                  "eps": r.get("eps_attack", 0.1), "point": i, "robust": int(i < k), "attack": "AutoAttack"}
+                 for i in range(n)]
+    return pd.DataFrame(rows)
+
+
 def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
     from invrob import plots
 
     t = tables
+    points5 = trade_points(t["trade"])
     common = dict(plots=plots, studies=studies, profile="cpu")
     chapters = {}
     chapters.update(chapter_verdicts(run_cell(closing_cell("01_invariance_vs_robustness"), dict(
@@ -351,7 +363,7 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
     chapters.update(chapter_verdicts(run_cell(closing_cell("04_perturbation_geometry"), dict(
         common, study=ADV, S=t["S3"], geometry=t["geo"], tangents=t["tangents"], directional=t["directional"]))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("05_tradeoff"), dict(
-        common, study=TRADE, accuracy=t["trade"], models=t["models5"]))))
+        common, study=TRADE, accuracy=t["trade"], robust_points=points5, models=t["models5"]))))
     chapters.update(chapter_verdicts(run_cell(closing_cell("07_how_invariant"), dict(
         common, study=CERT, **certified_tables()))))
 
@@ -360,7 +372,8 @@ def test_chapters_and_verdict_page_give_the_same_verdicts(tables, tmp_path):
                                (INV, "robustness", t["rob"]), (INV, "distances", t["dist"]),
                                (ADV, "invariance", t["inv3"]), (ADV, "worst_of_k", t["worst"]),
                                (ADV, "subspace_cosines", t["geo"]), (ADV, "tangent_cosines", t["tangents"]),
-                               (TRADE, "accuracy", t["trade"]), (INV, "models", t["models1"]),
+                               (TRADE, "accuracy", t["trade"]), (TRADE, "robust_points", points5),
+                               (INV, "models", t["models1"]),
                                (ADV, "models", t["models3"]), (TRADE, "models", t["models5"]),
                                *((CERT, name, frame) for name, frame in certified_tables().items())]:
         (tmp_path / study.table(name).notebook).mkdir(exist_ok=True)
@@ -1024,7 +1037,7 @@ def test_every_study_names_real_notebooks_and_unique_tables():
         assert study.claim_tables() and len(study.paper_claims) >= 2
     assert INV.claim_tables() == ["invariance", "robust_points", "robustness", "models", "distances"]
     assert ADV.claim_tables() == ["invariance", "worst_of_k", "subspace_cosines", "tangent_cosines", "models"]
-    assert TRADE.claim_tables() == ["accuracy", "models"]
+    assert TRADE.claim_tables() == ["accuracy", "robust_points", "models"]
     with pytest.raises(InvrobError, match="unknown study 'trade-off'"):
         studies.get("trade-off")
 

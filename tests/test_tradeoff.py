@@ -212,6 +212,34 @@ def test_rows_name_the_test_points_each_seed_is_measured_on():
     assert verdict(COST_CLAIM, table)["measured"].endswith("5 seeds (each seed on 90–100 test points)")
 
 
+def points_for(table, n=50, rng=1):
+    """A ``robust_points`` table whose per-seed means are the ``adversarial`` column (rounded to 1/n)."""
+    gen = np.random.default_rng(rng)
+    rows = []
+    for r in table.itertuples(index=False):
+        hits = np.zeros(n, dtype=int)
+        hits[gen.permutation(n)[:int(round(r.adversarial * n))]] = 1
+        rows += [dict(model=r.model, dataset=r.dataset, theta=r.theta, eps_train=r.eps_train, seed=r.seed,
+                      recipe=r.recipe, eps=r.eps_attack, point=i, robust=int(h), attack="AutoAttack") for i, h in
+                 enumerate(hits)]
+    return pd.DataFrame(rows)
+
+
+def test_autoattack_rows_resample_test_points_and_keep_the_seed_means_rule_in_history():
+    table = accuracy({**along(ROT, "adversarial", [0.40, 0.30, 0.20]), WORST_CASE: {"adversarial": 0.2}})
+    tables = {"accuracy": table, "robust_points": points_for(table)}
+    rows = TRADE.claims(tables).set_index("claim")
+    assert "5 seeds × 50 points" in rows.loc[ROTATION_CLAIM, "measured"]
+    assert rows.loc[COST_CLAIM, "measured"].endswith("5 seeds × 50 points")
+    alone = TRADE.claims({"accuracy": table}).set_index("claim")     # no per-point table: seed means
+    assert "each seed on 100 test points" in alone.loc[ROTATION_CLAIM, "measured"]
+    history = TRADE.rule_history(tables)
+    old = history[(history["claim"] == ROTATION_CLAIM) & (history["rule"].str.startswith("seed means"))]
+    assert len(old) == 1 and bool(old["post_hoc"].iloc[0]) is False
+    claim = next(c for c in TRADE.paper_claims if c.claim == ROTATION_CLAIM)
+    assert "5 seeds × 50 points" not in claim.judge_with(tables, {"progressive": True, "points": False})[0]
+
+
 def test_spatial_claims_read_their_own_measurement():
     table = accuracy({**along(EPS, "spatial_grid", [0.5, 0.45, 0.4, 0.35])})
     assert verdict(GRID_CLAIM, table)["verdict"] == "agree"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .base import NOT_RUN, POST_HOC, Claim, Rule
 from .options import note_margin, option
 from .rules import (ALPHA, PROGRESSIVE_RULE, bootstrap_change, change_over_grid, change_test, combine, label,
+                    paired_points,
                     ranges_left_out, seed_arrays)
 from .tradeoff_recipes import CURRICULUM, DATASET_LABELS, RECIPES_OF, REGULARISED, WORST_CASE
 
@@ -69,7 +70,7 @@ def _in_parentheses(text: str) -> str:
     return f" ({text})" if text else ""
 
 
-def _means_and_conditional(rows, level, value) -> str:
+def _means_and_conditional(rows, level, value, per_point: bool = False) -> str:
     """Per-level means of ``value`` and, where defined, the same among the correctly classified points."""
     means = rows.groupby(level)[value].mean()
     dataset = rows["dataset"].iloc[0]
@@ -79,21 +80,36 @@ def _means_and_conditional(rows, level, value) -> str:
     if value in AMONG_CORRECT and AMONG_CORRECT[value] in rows:
         ratio = (rows[value] / rows[AMONG_CORRECT[value]]).groupby(rows[level]).mean()
         text += "; among correctly classified points: " + ", ".join(f"{v:.1%}" for v in ratio)
-    each = points_each(rows, value)
+    each = "" if per_point else points_each(rows, value)  # a per-point interval names its points itself
     return text + (f"; {each}" if each else "")
 
 
-def _progressive_drop(acc, names, level, value, what) -> tuple[str, str]:
+def attacked_points(points, acc, model: str, dataset: str, names):
+    """The per-point AutoAttack rows (``robust_points``) of one model's ``names`` recipes at the chapter's
+    ε, which the ``adversarial`` column averages; None when the rule reads seed means only (rule option
+    ``points``: False, the rule before 2026-12-06) or the run has no such table."""
+    if points is None or not option("points", True) or not len(points):
+        return None
+    mine = points[(points["model"] == model) & (points["dataset"] == dataset) & points["recipe"].isin(names)]
+    eps = acc.loc[(acc["model"] == model) & (acc["dataset"] == dataset), "eps_attack"]
+    if len(eps):
+        mine = mine[(mine["eps"] - float(eps.iloc[0])).abs() < 1e-9]
+    return mine if len(mine) else None
+
+
+def _progressive_drop(acc, names, level, value, what, points=None) -> tuple[str, str]:
     """The change of ``value`` over ``level`` among the ``names`` recipes, per model (floor rule).
 
-    Slopes per 45° of θ, per 0.1 of ε on MNIST and per 1/255 on CIFAR-10.
-    """
+    Slopes per 45° of θ, per 0.1 of ε on MNIST and per 1/255 on CIFAR-10. ``points``: the per-point
+    table of ``value`` (AutoAttack's ``robust_points``), whose endpoint change then resamples seeds
+    and test points."""
     parts, verdicts = [], []
-    for name, _, model_rows in _per_model(acc):
+    for name, model, model_rows in _per_model(acc):
         rows = _rows(model_rows, names)
         if rows[level].nunique() < 2:
             continue
         dataset = rows["dataset"].iloc[0]
+        mine = attacked_points(points, acc, model, dataset, names) if value == ADVERSARIAL else None
         sym = "θ" if level == "theta" else "ε"
         start = rows[rows[level] == rows[level].min()][value].mean()
         if start < FLOOR:
@@ -103,10 +119,11 @@ def _progressive_drop(acc, names, level, value, what) -> tuple[str, str]:
             continue
         per, per_text = ((45, "45°") if level == "theta" else (1 / 255, "1/255 of ε") if dataset == "cifar10"
                          else (0.1, "0.1 of ε"))
-        text, verdict, lo, hi = change_over_grid(rows, level, value, "decrease", per, "", per_text=per_text)
+        text, verdict, lo, hi = change_over_grid(rows, level, value, "decrease", per, "", per_text=per_text,
+                                                 points=mine)
         verdicts.append(verdict)
         parts.append(f"{name} {sym} = {_level(lo, level, dataset)} → {_level(hi, level, dataset)}: {text} "
-                     f"({_means_and_conditional(rows, level, value)})")
+                     f"({_means_and_conditional(rows, level, value, per_point=mine is not None)})")
     if not parts:
         return f"no {what} in this run", NOT_RUN
     return "; ".join(parts), combine(verdicts)
@@ -114,7 +131,8 @@ def _progressive_drop(acc, names, level, value, what) -> tuple[str, str]:
 
 def _adversarial_drops_with_rotation(tables) -> tuple[str, str]:
     acc = tables["accuracy"]
-    text, verdict = _progressive_drop(acc, ROTATION_ONLY, "theta", ADVERSARIAL, "rotation-only recipes")
+    text, verdict = _progressive_drop(acc, ROTATION_ONLY, "theta", ADVERSARIAL, "rotation-only recipes",
+                                      points=tables.get("robust_points"))
     if verdict != NOT_RUN:
         top = acc.loc[acc["recipe"].isin(ROTATION_ONLY), "theta"].max()
         text = "; ".join([text, *ranges_left_out(top, ROTATION_REACH)])
@@ -228,11 +246,17 @@ def _against_natural(acc, recipe: str, judge, missing: str) -> tuple[str, str]:
 
 
 def _worst_case_costs_adversarial(tables) -> tuple[str, str]:
+    acc = tables["accuracy"]
+
     def judge(name, arrays, rows):
-        text, verdict = change_test(*arrays(ADVERSARIAL), "decrease")
-        return (f"{name}, natural → worst-of-10 spatial training: AutoAttack-grade accuracy {text}"
-                f"{_in_parentheses(points_each(rows, ADVERSARIAL))}", verdict)
-    return _against_natural(tables["accuracy"], WORST_CASE, judge, "no worst-case spatial recipe in this run")
+        model, dataset = rows["model"].iloc[0], rows["dataset"].iloc[0]
+        mine = attacked_points(tables.get("robust_points"), acc, model, dataset, ["natural", WORST_CASE])
+        pairs = (paired_points(mine.assign(arm=(mine["recipe"] == WORST_CASE).astype(int)), "arm", 0, 1)
+                 if mine is not None and set(mine["recipe"]) == {"natural", WORST_CASE} else arrays(ADVERSARIAL))
+        text, verdict = change_test(*pairs, "decrease")
+        each = "" if pairs[0].ndim == 2 else _in_parentheses(points_each(rows, ADVERSARIAL))
+        return f"{name}, natural → worst-of-10 spatial training: AutoAttack-grade accuracy {text}{each}", verdict
+    return _against_natural(acc, WORST_CASE, judge, "no worst-case spatial recipe in this run")
 
 
 def _worst_case_no_tradeoff(tables) -> tuple[str, str]:
@@ -258,9 +282,19 @@ _ENDPOINTS = Rule("endpoint and slope", "the paired change between the ends of t
                   "cannot see a non-monotone curve: a drop that sits in the last step passes", {"progressive": False})
 
 _TESTS = ("both must agree, one-sided at level 0.05: the paired change between the ends of the grid "
-          "(bootstrap over seeds) and the slope over the whole grid; agree if both show a decrease, "
+          "(bootstrap over seeds{points}) and the slope over the whole grid; agree if both show a decrease, "
           f"disagree if both show an increase, else inconclusive; inconclusive also when the natural "
           f"model's mean is below {FLOOR:.0%} (a floor leaves no room to drop); and " + PROGRESSIVE_RULE)
+
+_POINTS = (" and test points: AutoAttack's per-point results, every seed measured on the same points; before "
+           "2026-12-06, seed means")
+_SEED_MEANS = Rule("seed means", "the same tests, the endpoint change bootstrapped over seeds only, each seed's "
+                   "accuracy taken as exact", "before 2026-12-06",
+                   "ignores the sampling of the test points (100 a seed at cpu): an interval about half as wide "
+                   "as chapter 07's on the same comparison", {"progressive": True, "points": False})
+_ENDPOINTS_SEED_MEANS = Rule(_ENDPOINTS.name, _ENDPOINTS.text + " (seed means)", _ENDPOINTS.set_when, _ENDPOINTS.why,
+                             {"progressive": False, "points": False})
+
 
 def _recipes_read(names):
     """A claim's ``reads``: the models of the ``names`` recipes (the front claims read every recipe)."""
@@ -272,15 +306,18 @@ CLAIMS = (
           "NeurIPS 2021 (a): as the range of rotation augmentation grows, adversarial robustness drops "
           "progressively",
           "per model, AutoAttack-grade robust accuracy at the chapter's ε of the natural and rotation-only "
-          "recipes, against θ; " + _TESTS,
-          ("accuracy",), _adversarial_drops_with_rotation, reads=_recipes_read(ROTATION_ONLY),
-          key="rotation augmentation costs ℓ∞ robustness", versions=("NeurIPS 2021",), options={"progressive": True}, rule_set="2026-12-06, after a referee read of a non-monotone curve",
-          post_hoc_rule=True, history=(_ENDPOINTS,)),
+          "recipes, against θ; " + _TESTS.replace("{points}", _POINTS),
+          ("accuracy",), _adversarial_drops_with_rotation, uses=("robust_points",), reads=_recipes_read(ROTATION_ONLY),
+          key="rotation augmentation costs ℓ∞ robustness", versions=("NeurIPS 2021",),
+          options={"progressive": True, "points": True},
+          rule_set="2026-12-06, after a referee read of a non-monotone curve; test points resampled since a "
+                   "second read the same day", post_hoc_rule=True, history=(_SEED_MEANS, _ENDPOINTS_SEED_MEANS)),
     Claim("Adversarial training lowers spatial robustness progressively: grid attack",
           "NeurIPS 2021 (b): as the ε of adversarial training grows, spatial robustness (rotations and "
           "translations) drops progressively",
           "per model, accuracy under Engstrom et al.'s grid attack (31 rotations in ±30° × 5 × 5 "
-          "translations in ±3 px) of the natural and adversarial-only recipes, against ε; " + _TESTS,
+          "translations in ±3 px) of the natural and adversarial-only recipes, against ε; "
+          + _TESTS.replace("{points}", ""),
           ("accuracy",), _spatial_drops_with_eps(SPATIAL, "Engstrom grid accuracy (±30°, ±3 px)"),
           reads=_recipes_read(ADVERSARIAL_ONLY), key="adversarial training lowers spatial robustness progressively",
           versions=("NeurIPS 2021",), options={"progressive": True}, rule_set="2026-12-06, after a referee read of a non-monotone curve",
@@ -288,7 +325,7 @@ CLAIMS = (
     Claim("Adversarial training lowers spatial robustness progressively: rotation grid",
           "NeurIPS 2021 (b), rotations alone",
           "per model, accuracy under the worst of 31 rotations in ±30° of the natural and adversarial-only "
-          "recipes, against ε; " + _TESTS,
+          "recipes, against ε; " + _TESTS.replace("{points}", ""),
           ("accuracy",), _spatial_drops_with_eps("rotation_30", "rotation grid accuracy (±30°)"),
           reads=_recipes_read(ADVERSARIAL_ONLY), key="adversarial training lowers spatial robustness progressively",
           versions=("NeurIPS 2021",), options={"progressive": True}, rule_set="2026-12-06, after a referee read of a non-monotone curve",
@@ -316,11 +353,17 @@ CLAIMS = (
     Claim("Worst-case spatial training costs ℓ∞ robustness",
           "NeurIPS 2021 (a), carried over by us from rotation augmentation to Engstrom et al.'s "
           "worst-of-10 spatial training",
-          "per model, natural vs worst-of-10 spatial training, paired by seed: the change in AutoAttack-grade "
-          "accuracy, one-sided at level 0.05 (agree if shown to fall, disagree if shown to rise, else "
-          "inconclusive)",
-          ("accuracy",), _worst_case_costs_adversarial, reads=_recipes_read(["natural", WORST_CASE]),
-          key="worst-case spatial training costs ℓ∞ robustness", kind="ours"),
+          "per model, natural vs worst-of-10 spatial training, paired by seed and test point (bootstrap over "
+          "seeds and AutoAttack's per-point results; before 2026-12-06, seed means): the change in "
+          "AutoAttack-grade accuracy, one-sided at level 0.05 (agree if shown to fall, disagree if shown to rise, "
+          "else inconclusive)",
+          ("accuracy",), _worst_case_costs_adversarial, uses=("robust_points",),
+          reads=_recipes_read(["natural", WORST_CASE]), key="worst-case spatial training costs ℓ∞ robustness",
+          kind="ours", options={"points": True},
+          rule_set="2026-12-06, after a referee read: test points resampled", post_hoc_rule=True,
+          history=(Rule("seed means", "the same test, bootstrapped over seeds only, each seed's accuracy taken "
+                        "as exact", "before 2026-12-06", "ignores the sampling of the test points",
+                        {"points": False}),)),
     Claim("Worst-case spatial training with an invariance regulariser buys spatial robustness at no cost "
           "in clean accuracy",
           "Yang, Wang, Heinze-Deml (NeurIPS 2019): training on worst-case transformations with an "
