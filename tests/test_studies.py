@@ -1491,6 +1491,11 @@ class FakeStudy:
     def read_tables(self, root):
         return {"root": str(root), "models": pd.DataFrame({"family": [self.name]})}
 
+    def settings(self, profile):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(profile=profile)  # no AutoAttack settings: it names no attack
+
     def _rows(self, tables, **columns):
         assert tables["root"] == "results/x"  # each study gets its own tables
         return pd.DataFrame([dict(study=self.name, claim=f"{self.name} {i}", **columns, verdict=v)

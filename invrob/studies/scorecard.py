@@ -239,7 +239,7 @@ def claim_sections(rows, profile: str) -> list[str]:
 
 def attack_name(settings) -> str:
     """The ℓ∞ attack behind a study's robust accuracies (:func:`~invrob.studies.rules.autoattack_of`), in words."""
-    if getattr(settings, "aa_attacks", "absent") == "absent":
+    if not hasattr(settings, "aa_attacks"):  # a study that measures no robust accuracy
         return ""
     if settings.aa_attacks is None:
         return "AutoAttack's standard ensemble (APGD-CE, APGD-T with 9 target classes, FAB-T, Square)"
@@ -253,8 +253,7 @@ def attack_rule(profile: str) -> str:
     """What every row's “AutoAttack-grade” robust accuracy is at ``profile``, study by study."""
     names: dict[str, list[str]] = {}
     for study in _studies():
-        settings = getattr(study, "settings", None)  # a study of the Study contract has it
-        name = attack_name(settings(profile)) if settings else ""
+        name = attack_name(study.settings(profile))
         if name:
             names.setdefault(name, []).append(study.heading)
     if not names:
