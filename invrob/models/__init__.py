@@ -105,15 +105,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# Modules of this package whose models the registry above already holds; not imported to be searched
-# (gcnn would load e2cnn).
-_BUILT_IN = {"gcnn", "layout", "mnist", "normalize", "resnet", "stdcnn", "vgg"}
+# gcnn's models are registered above; importing it to search it would load e2cnn
+_NOT_SEARCHED = {"gcnn"}
 
 
 def _discover() -> None:
-    """Register the ``MODELS`` of every other module of this package (a new model is one file)."""
+    """Register the ``MODELS`` of every module of this package (a new model is one file)."""
     for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_") and info.name not in _BUILT_IN:
+        if not info.name.startswith("_") and info.name not in _NOT_SEARCHED:
             module = importlib.import_module(f"{__name__}.{info.name}")
             for name, (datasets, builder) in getattr(module, "MODELS", {}).items():
                 register_model(name, datasets, builder)

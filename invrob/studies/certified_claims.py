@@ -119,7 +119,7 @@ def _rotation_costs(tables) -> tuple[str, str]:
     parts += ranges_left_out(cert["theta"].max(), ROTATION_REACH)
     return "chapter 05's natural and rotation-augmented recipes, paired by seed and test point, on this " \
         "chapter's test points (chapter 05's own row reads other points of the test set, so its AutoAttack " \
-        "numbers differ within their intervals): " + "; ".join(parts), combine(verdicts)
+        "numbers differ): " + "; ".join(parts), combine(verdicts)
 
 
 def _ranks(values):
